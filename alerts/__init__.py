@@ -1,0 +1,1 @@
+"""Alert lifecycle, notifications and their delivery channels (DESIGN.md §7)."""

@@ -1,0 +1,36 @@
+"""Scheduler entry points of `coldchain alerts run`: APScheduler only ticks the sweeps."""
+
+from __future__ import annotations
+
+import psycopg
+from apscheduler.schedulers.base import BaseScheduler
+from psycopg_pool import ConnectionPool
+
+from alerts.channels import default_channels
+from alerts.service import deliver_due
+from core.clock import Clock, SystemClock
+from core.db import Row
+
+
+def add_alert_jobs(
+    scheduler: BaseScheduler,
+    pool: ConnectionPool[psycopg.Connection[Row]],
+    clock: Clock | None = None,
+    interval_s: float = 2.0,
+) -> None:
+    channels = default_channels()
+    the_clock = clock or SystemClock()
+
+    def sweep_notifications() -> None:
+        # Drain everything due, a page of rows at a time.
+        while deliver_due(pool, channels, the_clock):
+            pass
+
+    scheduler.add_job(
+        sweep_notifications,
+        "interval",
+        seconds=interval_s,
+        id="notifications",
+        max_instances=1,
+        coalesce=True,
+    )

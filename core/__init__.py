@@ -1,0 +1,1 @@
+"""Shared spine of the cold-chain system: settings, database, clock, logging, HTTP, CLI."""

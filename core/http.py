@@ -1,0 +1,61 @@
+"""The FastAPI application factory: health, readiness and problem-JSON errors."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import psycopg
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from psycopg_pool import ConnectionPool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.db import Row
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def _problem(status: int, title: str, detail: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def create_app(settings: Settings, pool: ConnectionPool[psycopg.Connection[Row]]) -> FastAPI:
+    app = FastAPI(title="Cold-chain telemetry API", version="0.1.0")
+    app.state.settings = settings
+    app.state.pool = pool
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _problem(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        return _problem(422, "request is not valid", detail)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        """Readiness: the database answers and the schema is migrated."""
+        try:
+            with pool.connection(timeout=5) as conn:
+                row = conn.execute(
+                    "SELECT max(version) AS version FROM schema_migrations"
+                ).fetchone()
+        except (psycopg.Error, TimeoutError) as exc:
+            log.warning("not ready", extra={"error": str(exc)})
+            return _problem(503, "database unavailable")
+        version = None if row is None else row["version"]
+        return JSONResponse({"status": "ready", "schema_version": version})
+
+    return app

@@ -1,0 +1,1 @@
+"""Plotly Dash dashboard for logistics, QA and the clinical team."""

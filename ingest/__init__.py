@@ -1,0 +1,1 @@
+"""MQTT (and HTTP) telemetry into PostgreSQL/TimescaleDB: lossless, idempotent."""

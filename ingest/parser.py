@@ -1,0 +1,139 @@
+"""The one strict parser of the device protocol, shared by MQTT and HTTP ingest.
+
+Anything that does not meet DESIGN.md §5 raises ``PayloadError`` whose message names the
+reading and the field, so the refusal recorded in ``rejected_messages`` explains itself.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+from ingest.models import Reading, TelemetryTopic
+
+MAX_BATCH = 10_000
+STATUSES = frozenset({"ok", "sensor_error", "low_battery", "door_open", "alarm"})
+# Plausible physical ranges; beyond these a value is a corrupt payload, not a reading.
+RANGES: dict[str, tuple[float, float]] = {
+    "temp_c": (-200.0, 100.0),
+    "rh_pct": (0.0, 100.0),
+    "lat": (-90.0, 90.0),
+    "lon": (-180.0, 180.0),
+    "battery_pct": (0.0, 100.0),
+    "light_lux": (0.0, 200_000.0),
+    "shock_g": (0.0, 500.0),
+}
+# Epoch milliseconds outside 2000..2100 are almost certainly seconds or garbage.
+_EPOCH_MS_MIN, _EPOCH_MS_MAX = 946_684_800_000, 4_102_444_800_000
+
+
+class PayloadError(ValueError):
+    """The message breaks the device protocol; the text is the recorded reason."""
+
+
+def parse_topic(topic: str, prefix: str) -> TelemetryTopic:
+    parts = topic.split("/")
+    head = prefix.split("/")
+    if parts[: len(head)] != head or len(parts) != len(head) + 3 or parts[-1] != "telemetry":
+        raise PayloadError(f"topic {topic!r} is not {prefix}/<carrier>/<device_id>/telemetry")
+    return TelemetryTopic(carrier=parts[-3], device_id=parts[-2])
+
+
+def parse_payload(payload: bytes, *, topic_device_id: str | None = None) -> list[Reading]:
+    """Parse one message (single reading or batch) into readings, or raise PayloadError."""
+    try:
+        document = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PayloadError(f"payload is not UTF-8 ({exc.reason} at byte {exc.start})") from exc
+    except json.JSONDecodeError as exc:
+        raise PayloadError(
+            f"payload is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
+        ) from exc
+    if not isinstance(document, dict):
+        raise PayloadError("payload must be a JSON object")
+    device_id = document.get("device_id")
+    if not isinstance(device_id, str) or not device_id:
+        raise PayloadError("device_id: required string is missing")
+    if topic_device_id is not None and device_id != topic_device_id:
+        raise PayloadError(
+            f"device_id {device_id!r} does not match the topic's {topic_device_id!r}"
+        )
+
+    if "readings" in document:
+        batch = document["readings"]
+        if not isinstance(batch, list) or not batch:
+            raise PayloadError("readings: must be a non-empty list")
+        if len(batch) > MAX_BATCH:
+            raise PayloadError(f"readings: batch of {len(batch)} exceeds the limit of {MAX_BATCH}")
+        readings = []
+        for index, item in enumerate(batch):
+            if not isinstance(item, dict):
+                raise PayloadError(f"readings[{index}]: must be a JSON object")
+            inner = item.get("device_id", device_id)
+            if inner != device_id:
+                raise PayloadError(
+                    f"readings[{index}].device_id {inner!r} differs from {device_id!r}"
+                )
+            readings.append(_reading(device_id, item, f"readings[{index}]."))
+        return readings
+    return [_reading(device_id, document, "")]
+
+
+def _reading(device_id: str, item: dict[str, Any], where: str) -> Reading:
+    status = item.get("status", "ok")
+    if status not in STATUSES:
+        raise PayloadError(f"{where}status: {status!r} is not one of {sorted(STATUSES)}")
+    if "temp_c" not in item:
+        raise PayloadError(f"{where}temp_c: required field is missing")
+    temp_c = _number(item, "temp_c", where)
+    if temp_c is None and status != "sensor_error":
+        raise PayloadError(f'{where}temp_c: null is allowed only with status "sensor_error"')
+    seq = item.get("seq")
+    if seq is not None and (isinstance(seq, bool) or not isinstance(seq, int) or seq < 0):
+        raise PayloadError(f"{where}seq: must be a non-negative integer")
+    return Reading(
+        device_id=device_id,
+        ts=parse_timestamp(item.get("ts"), f"{where}ts"),
+        temp_c=temp_c,
+        seq=seq,
+        rh_pct=_number(item, "rh_pct", where),
+        lat=_number(item, "lat", where),
+        lon=_number(item, "lon", where),
+        battery_pct=_number(item, "battery_pct", where),
+        light_lux=_number(item, "light_lux", where),
+        shock_g=_number(item, "shock_g", where),
+        status=status,
+    )
+
+
+def _number(item: dict[str, Any], name: str, where: str) -> float | None:
+    value = item.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise PayloadError(f"{where}{name}: {value!r} is not a finite number")
+    low, high = RANGES[name]
+    if not low <= value <= high:
+        raise PayloadError(f"{where}{name}: {value} is outside the plausible range {low}..{high}")
+    return float(value)
+
+
+def parse_timestamp(value: Any, where: str = "ts") -> datetime:
+    """RFC 3339 with an offset, or integer epoch milliseconds; always returns UTC."""
+    if isinstance(value, bool) or value is None:
+        raise PayloadError(f"{where}: required timestamp is missing")
+    if isinstance(value, int):
+        if not _EPOCH_MS_MIN <= value <= _EPOCH_MS_MAX:
+            raise PayloadError(f"{where}: {value} is not epoch milliseconds between 2000 and 2100")
+        return datetime.fromtimestamp(value / 1000, UTC)
+    if not isinstance(value, str):
+        raise PayloadError(f"{where}: must be an RFC 3339 string or epoch milliseconds")
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise PayloadError(f"{where}: {value!r} is not an RFC 3339 timestamp") from exc
+    if parsed.tzinfo is None:
+        raise PayloadError(f"{where}: {value!r} has no UTC offset (add Z or +hh:mm)")
+    return parsed.astimezone(UTC)

@@ -1,0 +1,1 @@
+"""Excursion detection against each drug's storage profile (DESIGN.md §6)."""

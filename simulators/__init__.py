@@ -1,0 +1,1 @@
+"""Simulated carrier data loggers: scenarios, thermal model, MQTT publishing."""

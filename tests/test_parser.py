@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from ingest.parser import PayloadError, parse_payload, parse_timestamp, parse_topic
+
+
+def _payload(**fields: object) -> bytes:
+    return json.dumps(fields).encode()
+
+
+def test_single_reading_with_all_fields() -> None:
+    [r] = parse_payload(
+        _payload(
+            device_id="LOG-00042",
+            ts="2026-11-25T10:15:00Z",
+            seq=1234,
+            temp_c=4.8,
+            rh_pct=41.0,
+            lat=40.6413,
+            lon=-73.7781,
+            battery_pct=87,
+            light_lux=0.0,
+            shock_g=0.1,
+            status="ok",
+            firmware="ignored",
+        ),
+        topic_device_id="LOG-00042",
+    )
+    assert r.ts == datetime(2026, 11, 25, 10, 15, tzinfo=UTC)
+    assert (r.seq, r.temp_c, r.battery_pct, r.status) == (1234, 4.8, 87.0, "ok")
+
+
+def test_batch_and_epoch_milliseconds() -> None:
+    readings = parse_payload(
+        _payload(
+            device_id="D1",
+            readings=[
+                {"ts": 1_764_065_700_000, "temp_c": 4.7},
+                {"ts": "2026-11-25T11:15:00+01:00", "temp_c": 4.9},
+            ],
+        )
+    )
+    assert [r.ts for r in readings] == [
+        datetime(2025, 11, 25, 10, 15, tzinfo=UTC),
+        datetime(2026, 11, 25, 10, 15, tzinfo=UTC),
+    ]
+    assert all(r.device_id == "D1" for r in readings)
+
+
+def test_sensor_error_may_have_null_temperature() -> None:
+    [r] = parse_payload(
+        _payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c=None, status="sensor_error")
+    )
+    assert r.temp_c is None and r.status == "sensor_error"
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"\xff\xfe", "not UTF-8"),
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "JSON object"),
+        (_payload(ts="2026-01-01T00:00:00Z", temp_c=1), "device_id: required"),
+        (_payload(device_id="D1", temp_c=1), "ts: required"),
+        (_payload(device_id="D1", ts="2026-01-01T00:00:00", temp_c=1), "no UTC offset"),
+        (_payload(device_id="D1", ts="yesterday", temp_c=1), "not an RFC 3339"),
+        (_payload(device_id="D1", ts=1_764_065_700, temp_c=1), "not epoch milliseconds"),
+        (_payload(device_id="D1", ts="2026-01-01T00:00:00Z"), "temp_c: required"),
+        (
+            _payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c=None),
+            'only with status "sensor_error"',
+        ),
+        (_payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c="4.5"), "not a finite number"),
+        (_payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c=250), "plausible range"),
+        (_payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c=4, lat=91), "lat: 91"),
+        (
+            _payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c=4, battery_pct=101),
+            "battery_pct",
+        ),
+        (_payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c=4, status="great"), "status"),
+        (_payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c=4, seq=-1), "seq"),
+        (_payload(device_id="D1", readings=[]), "non-empty list"),
+        (
+            _payload(
+                device_id="D1",
+                readings=[
+                    {"ts": "2026-01-01T00:00:00Z", "temp_c": 4},
+                    {"ts": "2026-01-01T00:05:00Z", "temp_c": 999},
+                ],
+            ),
+            r"readings\[1\]\.temp_c",
+        ),
+        (
+            _payload(
+                device_id="D1", readings=[{"device_id": "D2", "ts": 1_764_065_700_000, "temp_c": 4}]
+            ),
+            "differs from",
+        ),
+    ],
+)
+def test_invalid_payloads_name_the_problem(payload: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError, match=reason):
+        parse_payload(payload)
+
+
+def test_device_must_match_topic() -> None:
+    with pytest.raises(PayloadError, match="does not match the topic"):
+        parse_payload(
+            _payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c=4), topic_device_id="D2"
+        )
+
+
+def test_topic_shape() -> None:
+    topic = parse_topic("coldchain/v1/acme-cold/LOG-1/telemetry", "coldchain/v1")
+    assert (topic.carrier, topic.device_id) == ("acme-cold", "LOG-1")
+    for bad in (
+        "coldchain/v1/acme/LOG-1/status",
+        "other/v1/acme/LOG-1/telemetry",
+        "coldchain/v1/LOG-1/telemetry",
+    ):
+        with pytest.raises(PayloadError, match="is not coldchain/v1"):
+            parse_topic(bad, "coldchain/v1")
+
+
+def test_timestamp_offsets_normalise_to_utc() -> None:
+    assert parse_timestamp("2026-05-01T12:00:00-04:00") == datetime(2026, 5, 1, 16, tzinfo=UTC)
