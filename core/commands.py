@@ -80,7 +80,7 @@ def monitor_run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     stop_on_signals(stop)
     try:
-        run_monitor(url, pool, settings.public_url, stop, poll_s=args.poll_s)
+        run_monitor(url, pool, settings.dashboard_url, stop, poll_s=args.poll_s)
     finally:
         pool.close()
     return 0

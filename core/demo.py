@@ -40,8 +40,8 @@ def run_demo(args: argparse.Namespace, settings: Settings, cwd: Path) -> int:
         broker = EmbeddedBroker(data_dir / "broker")
         _out(f"started embedded broker on {broker.url}")
         overrides["mqtt_url"] = broker.url
-    if overrides:
-        settings = settings.model_copy(update=overrides)
+    overrides["dashboard_url"] = f"http://{args.host}:{args.dashboard_port}"
+    settings = settings.model_copy(update=overrides)
     pool = None
     try:
         database_url = settings.require_database_url()

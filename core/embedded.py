@@ -126,8 +126,8 @@ class _AmqttThread(threading.Thread):
         asyncio.set_event_loop(self._loop)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
-            "auth": {"allow-anonymous": True},
-            "topic-check": {"enabled": False},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {
+                "allow_anonymous": True}},
         }
         self._broker = Broker(config, loop=self._loop)
         self._loop.run_until_complete(self._broker.start())

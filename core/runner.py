@@ -99,7 +99,7 @@ def start_all(
 
     database_url = settings.require_database_url()
     group.thread(
-        "monitor", lambda: run_monitor(database_url, pool, settings.public_url, group.stop)
+        "monitor", lambda: run_monitor(database_url, pool, settings.dashboard_url, group.stop)
     )
 
     scheduler = BackgroundScheduler(timezone="UTC")

@@ -88,6 +88,8 @@ class Settings(BaseSettings):
     mqtt_url: str | None = Field(None, validation_alias="COLDCHAIN_MQTT_URL")
     topic_prefix: str = Field("coldchain/v1", validation_alias="COLDCHAIN_TOPIC_PREFIX")
     public_url: str = Field("http://127.0.0.1:8000", validation_alias="COLDCHAIN_PUBLIC_URL")
+    # Base of the staff links in pages (alerts point at the shipment's dashboard page).
+    dashboard_url: str = Field("http://127.0.0.1:8050", validation_alias="COLDCHAIN_DASHBOARD_URL")
     secret_key: SecretStr | None = Field(None, validation_alias="COLDCHAIN_SECRET_KEY")
     environment: Environment = Field(Environment.DEVELOPMENT, validation_alias="COLDCHAIN_ENV")
     log_level: str = Field("INFO", validation_alias="COLDCHAIN_LOG_LEVEL")
@@ -133,7 +135,7 @@ class Settings(BaseSettings):
             raise ValueError("must be a plain topic path without wildcards, e.g. coldchain/v1")
         return value.rstrip("/")
 
-    @field_validator("public_url")
+    @field_validator("public_url", "dashboard_url")
     @classmethod
     def _check_public_url(cls, value: str) -> str:
         if not value.startswith(("http://", "https://")):

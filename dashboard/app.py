@@ -1,12 +1,11 @@
-"""The Dash application: live shipment overview with last temperature and open alerts.
+"""The Dash application: routing and the refresh callbacks.
 
-This is the first screen of the dashboard; it refreshes every few seconds from the
-database (the single source of truth) and holds no state of its own.
+Pages: ``/`` (live overview) and ``/shipments/<id>``. Every callback reads the database
+(the single source of truth); the app holds no state of its own.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -18,149 +17,15 @@ from psycopg_pool import ConnectionPool
 from core.clock import Clock, SystemClock
 from core.db import Row
 from core.settings import Settings
-from dashboard import queries
+from dashboard import overview, queries, shipment
 
 REFRESH_MS = 3000
-SEVERITY_COLOUR = {
-    "critical": "danger",
-    "high": "danger",
-    "medium": "warning",
-    "low": "info",
-    "notification": "secondary",
-}
-STATE_COLOUR = {"ok": "#2e7d32", "alert": "#c62828", "no data": "#757575"}
-
-
-def _age(ts: datetime | None, now: datetime) -> str:
-    if ts is None:
-        return "never"
-    seconds = max(0, int((now - ts).total_seconds()))
-    if seconds < 120:
-        return f"{seconds} s ago"
-    if seconds < 7200:
-        return f"{seconds // 60} min ago"
-    return f"{seconds // 3600} h ago"
-
-
-def _state(row: Row) -> str:
-    if row["open_alerts"]:
-        return "alert"
-    return "no data" if row["last_ts"] is None else "ok"
-
-
-def shipments_table(rows: list[Row], now: datetime) -> dbc.Table:
-    header = html.Thead(
-        html.Tr(
-            [
-                html.Th(h)
-                for h in (
-                    "Shipment",
-                    "Drug profile",
-                    "Lane",
-                    "Logger",
-                    "Last temperature",
-                    "Last reading",
-                    "Position",
-                    "Open alerts",
-                )
-            ]
-        )
-    )
-    body = []
-    for row in rows:
-        temp = "—" if row["last_temp_c"] is None else f"{row['last_temp_c']:.1f} °C"
-        position = "—" if row["lat"] is None else f"{row['lat']:.3f}, {row['lon']:.3f}"
-        alerts: Any = "none"
-        if row["open_alerts"]:
-            alerts = dbc.Badge(
-                f"{row['open_alerts']} · {row['worst_severity']}",
-                color=SEVERITY_COLOUR.get(row["worst_severity"], "secondary"),
-                className="alert-badge",
-            )
-        body.append(
-            html.Tr(
-                [
-                    html.Td(row["shipment_ref"], className="shipment-ref"),
-                    html.Td(row["profile_id"]),
-                    html.Td(row["lane"] or "—"),
-                    html.Td(row["device_id"] or "—"),
-                    html.Td(temp, className="last-temp"),
-                    html.Td(_age(row["last_ts"], now)),
-                    html.Td(position, className="position"),
-                    html.Td(alerts, className="open-alerts"),
-                ],
-                id=f"shipment-{row['shipment_id']}",
-                className=f"state-{_state(row).replace(' ', '-')}",
-            )
-        )
-    return dbc.Table(
-        [header, html.Tbody(body)], bordered=False, hover=True, size="sm", id="shipments-table"
-    )
-
-
-def alerts_list(rows: list[Row]) -> html.Div:
-    if not rows:
-        return html.Div("No open alerts.", className="text-muted", id="alerts-empty")
-    items = [
-        dbc.ListGroupItem(
-            [
-                dbc.Badge(
-                    row["severity"],
-                    color=SEVERITY_COLOUR.get(row["severity"], "secondary"),
-                    className="me-2",
-                ),
-                html.Strong(row["shipment_ref"], className="me-2"),
-                html.Span(f"{row['rule_id']} — {row['summary']}"),
-                html.Small(
-                    f" ({row['state']}, {row['triggered_at']:%Y-%m-%d %H:%M} UTC)",
-                    className="text-muted",
-                ),
-            ],
-            className="open-alert",
-        )
-        for row in rows
-    ]
-    return html.Div(dbc.ListGroup(items), id="alerts-list")
-
-
-def shipments_map(rows: list[Row], tile_url: str | None) -> go.Figure:
-    placed = [r for r in rows if r["lat"] is not None]
-    figure = go.Figure()
-    for state in ("ok", "alert", "no data"):
-        group = [r for r in placed if _state(r) == state]
-        if group:
-            figure.add_trace(
-                go.Scattermap(
-                    lat=[r["lat"] for r in group],
-                    lon=[r["lon"] for r in group],
-                    mode="markers",
-                    marker={"size": 12, "color": STATE_COLOUR[state]},
-                    name=state,
-                    text=[
-                        f"{r['shipment_ref']}: {r['last_temp_c']:.1f} °C"
-                        if r["last_temp_c"] is not None
-                        else r["shipment_ref"]
-                        for r in group
-                    ],
-                    hoverinfo="text",
-                )
-            )
-    layers = []
-    if tile_url:
-        # With no tiles reachable the positions still render on the plain base.
-        layers = [{"sourcetype": "raster", "source": [tile_url], "below": "traces"}]
-    figure.update_layout(
-        map={"style": "white-bg", "layers": layers, "zoom": 1, "center": {"lat": 30, "lon": -20}},
-        margin={"l": 0, "r": 0, "t": 0, "b": 0},
-        height=380,
-        uirevision="keep-view",
-        legend={"orientation": "h", "y": 0.02, "x": 0.01},
-    )
-    return figure
 
 
 def create_dashboard(
-    settings: Settings, pool: ConnectionPool[psycopg.Connection[Row]], clock: Clock | None = None
+    settings: Settings,
+    pool: ConnectionPool[psycopg.Connection[Row]],
+    clock: Clock | None = None,
 ) -> Dash:
     the_clock = clock or SystemClock()
     app = Dash(
@@ -169,30 +34,42 @@ def create_dashboard(
         external_stylesheets=[dbc.themes.FLATLY],
         serve_locally=True,
         update_title="",
+        suppress_callback_exceptions=True,
     )
     app.layout = dbc.Container(
         [
+            dcc.Location(id="url"),
             dbc.NavbarSimple(
                 brand="Cold-chain shipments",
+                brand_href="/",
                 color="primary",
                 dark=True,
                 fluid=True,
                 className="mb-3",
             ),
-            dbc.Row(
-                [
-                    dbc.Col(dcc.Graph(id="shipments-map", config={"displaylogo": False}), lg=7),
-                    dbc.Col([html.H5("Open alerts"), html.Div(id="alerts-panel")], lg=5),
-                ],
-                className="mb-3",
-            ),
-            html.H5("Shipments"),
-            html.Div(id="shipments-panel"),
-            html.Small(id="updated-at", className="text-muted"),
+            html.Div(id="page"),
             dcc.Interval(id="refresh", interval=REFRESH_MS),
         ],
         fluid=True,
     )
+
+    @app.callback(Output("page", "children"), Input("url", "pathname"))
+    def route(pathname: str | None) -> Any:
+        path = (pathname or "/").rstrip("/")
+        if path.startswith("/shipments/"):
+            tail = path.removeprefix("/shipments/")
+            if not tail.isdigit():
+                return shipment.layout(None, [], [], [])
+            shipment_id = int(tail)
+            with pool.connection() as conn:
+                found = queries.shipment(conn, shipment_id)
+                return shipment.layout(
+                    found,
+                    queries.shipment_readings(conn, shipment_id) if found else [],
+                    queries.shipment_excursions(conn, shipment_id) if found else [],
+                    queries.shipment_alerts(conn, shipment_id) if found else [],
+                )
+        return overview.layout()
 
     @app.callback(
         Output("shipments-panel", "children"),
@@ -200,16 +77,17 @@ def create_dashboard(
         Output("shipments-map", "figure"),
         Output("updated-at", "children"),
         Input("refresh", "n_intervals"),
+        Input("url", "pathname"),
     )
-    def refresh(_n: int | None) -> tuple[Any, Any, go.Figure, str]:
+    def refresh(_n: int | None, _path: str | None) -> tuple[Any, Any, go.Figure, str]:
         now = the_clock.now()
         with pool.connection() as conn:
-            shipments = queries.shipments_overview(conn)
+            rows = queries.shipments_overview(conn)
             alerts = queries.open_alerts(conn)
         return (
-            shipments_table(shipments, now),
-            alerts_list(alerts),
-            shipments_map(shipments, settings.map_tile_url),
+            overview.shipments_table(rows, now),
+            overview.alerts_list(alerts),
+            overview.shipments_map(rows, settings.map_tile_url),
             f"Updated {now:%Y-%m-%d %H:%M:%S} UTC",
         )
 
@@ -217,5 +95,4 @@ def create_dashboard(
         return {"status": "ok"}
 
     app.server.add_url_rule("/healthz", "healthz", healthz)
-
     return app

@@ -16,7 +16,7 @@ RETURNING profile_id
 
 # Shipments with readings not yet evaluated; each is locked by one monitor at a time.
 CLAIM_DUE_SHIPMENTS: Final = """
-SELECT s.shipment_id, s.shipment_ref, s.evaluate_from, s.evaluated_at, p.definition
+SELECT s.shipment_id, s.shipment_ref, s.evaluate_from, s.evaluated_through, p.definition
 FROM shipments s JOIN drug_profiles p USING (profile_id)
 WHERE s.evaluate_from IS NOT NULL
 ORDER BY s.evaluate_from
@@ -29,7 +29,8 @@ SELECT ts, temp_c FROM readings WHERE shipment_id = %s ORDER BY ts
 """
 
 LATEST_TEMPERATURE: Final = """
-SELECT temp_c FROM readings WHERE shipment_id = %s AND temp_c IS NOT NULL ORDER BY ts DESC LIMIT 1
+SELECT ts, temp_c FROM readings WHERE shipment_id = %s AND temp_c IS NOT NULL
+ORDER BY ts DESC LIMIT 1
 """
 
 UPSERT_EXCURSION: Final = """
@@ -54,5 +55,7 @@ RETURNING alarm_id
 """
 
 MARK_EVALUATED: Final = """
-UPDATE shipments SET evaluate_from = NULL, evaluated_at = %s WHERE shipment_id = %s
+UPDATE shipments SET evaluate_from = NULL, evaluated_at = %s,
+       evaluated_through = GREATEST(evaluated_through, %s)
+WHERE shipment_id = %s
 """

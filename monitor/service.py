@@ -68,17 +68,15 @@ def _evaluate_shipment(
     rows = conn.execute(queries.SHIPMENT_READINGS, (shipment["shipment_id"],)).fetchall()
     frame = pd.DataFrame(rows, columns=["ts", "temp_c"])
     result = evaluate(profile, frame)
-    # Readings older than the last evaluation reveal history late (store-and-forward).
-    late = (
-        shipment["evaluated_at"] is not None
-        and shipment["evaluate_from"] < shipment["evaluated_at"]
-    )
+    # Readings older than what was already evaluated reveal history late (store-and-forward).
+    through = shipment["evaluated_through"]
+    late = through is not None and shipment["evaluate_from"] < through
     _record_excursions(conn, shipment["shipment_id"], result, late, now)
     new_alarms = 0
     for alarm in result.alarms:
         if _record_alarm(conn, shipment, profile, alarm, late, now, dashboard_url):
             new_alarms += 1
-    conn.execute(queries.MARK_EVALUATED, (now, shipment["shipment_id"]))
+    conn.execute(queries.MARK_EVALUATED, (now, result.end, shipment["shipment_id"]))
     return ShipmentOutcome(shipment["shipment_id"], result.verdict, new_alarms)
 
 
@@ -127,7 +125,9 @@ def _record_alarm(
     rule = next(r for r in profile.rules if r.id == alarm.rule)
     latest = conn.execute(queries.LATEST_TEMPERATURE, (shipment["shipment_id"],)).fetchone()
     current = "n/a" if latest is None else f"{latest['temp_c']:.1f} °C"
-    minutes = max(0, round((now - alarm.start).total_seconds() / 60))
+    # Duration on device time: from the start of the condition to the newest reading.
+    newest = alarm.at if latest is None else max(latest["ts"], alarm.at)
+    minutes = round((newest - alarm.start).total_seconds() / 60)
     word = "above" if rule.direction == "above" else "below"
     summary = (
         f"{rule.threshold_c:g} °C {word} threshold since "

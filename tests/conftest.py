@@ -141,7 +141,7 @@ def settings(db_url: str, mqtt_url: str) -> Settings:
         database_url=db_url,
         mqtt_url=mqtt_url,
         topic_prefix=f"test-{uuid.uuid4().hex[:10]}/v1",
-        public_url="http://127.0.0.1:8050",
+        dashboard_url="http://127.0.0.1:8050",
         map_tile_url="",
     )
 

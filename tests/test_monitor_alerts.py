@@ -62,6 +62,8 @@ def test_excursion_opens_one_alert_and_one_page(db: psycopg.Connection[Row]) -> 
         alert["alert_id"],
     )
     assert "SHP-001" in page["body"] and "high-30m" in page["body"]
+    # Duration on device time: condition began at 10, newest reading at 50 → 40 min.
+    assert "(40 min)" in page["body"]
     assert "now 5.0 °C" in page["body"] and f"{URL}/shipments/{shipment_id}" in page["body"]
     actions = [r["action"] for r in db.execute("SELECT action FROM audit_log ORDER BY audit_id")]
     assert "alert.triggered" in actions
@@ -195,3 +197,19 @@ def test_two_workers_never_send_the_same_page(db: psycopg.Connection[Row], db_ur
         got_first = first.execute(queries.CLAIM_DUE, claim).fetchall()
         got_second = second.execute(queries.CLAIM_DUE, claim).fetchall()
         assert len(got_first) == 1 and got_second == []
+
+
+def test_history_arriving_late_is_marked_retrospective(db: psycopg.Connection[Row]) -> None:
+    shipment_with_logger(db)
+    clock = FixedClock(T0 + timedelta(hours=5))
+    _store(db, [(0, 5.0), (10, 5.0), (120, 5.0), (130, 5.0)])
+    evaluate_due(db, clock, URL)
+    assert db.execute("SELECT count(*) AS n FROM excursions").fetchone() == {"n": 0}
+    # A store-and-forward batch fills the hole with a warm hour that was never seen live.
+    _store(db, [(m, 9.5) for m in range(20, 120, 10)])
+    [outcome] = evaluate_due(db, clock, URL)
+    assert outcome.new_alarms == 1
+    excursion = db.execute("SELECT started_at, retrospective FROM excursions").fetchone()
+    assert excursion == {"started_at": T0 + timedelta(minutes=20), "retrospective": True}
+    alarm = db.execute("SELECT rule_id, retrospective FROM alarms").fetchone()
+    assert alarm == {"rule_id": "high-30m", "retrospective": True}

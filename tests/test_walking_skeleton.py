@@ -46,7 +46,7 @@ def running_services(
     consumer.start()
     monitor = threading.Thread(
         target=run_monitor,
-        args=(settings.require_database_url(), pool, settings.public_url, stop),
+        args=(settings.require_database_url(), pool, settings.dashboard_url, stop),
         kwargs={"poll_s": 1.0},
         daemon=True,
     )
@@ -130,11 +130,11 @@ def test_simulated_fleet_to_alert_and_dashboard(
     assert {r["shipment_id"] for r in latest} == set(shipment_ids.values())
     assert db.execute("SELECT count(*) AS n FROM rejected_messages").fetchone() == {"n": 0}
 
-    _dashboard_shows_fleet(settings, pool)
+    _dashboard_shows_fleet(settings, pool, shipment_ids)
 
 
 def _dashboard_shows_fleet(
-    settings: Settings, pool: ConnectionPool[psycopg.Connection[Row]]
+    settings: Settings, pool: ConnectionPool[psycopg.Connection[Row]], shipment_ids: dict[str, int]
 ) -> None:
     from core.embedded import free_port
     from dashboard.server import serve_dashboard
@@ -161,5 +161,14 @@ def _dashboard_shows_fleet(
             assert calm.locator(".open-alerts").inner_text() == "none"
             assert page.locator("#alerts-list .open-alert").count() >= 3
             page.wait_for_selector("#shipments-map .js-plotly-plot", timeout=30_000)
+
+            # The alert's link target: the shipment page with chart, alert and excursion.
+            warm.locator(".shipment-ref a").click()
+            page.wait_for_selector("#shipment-title")
+            assert page.locator("#shipment-title").inner_text() == "Shipment SKEL-002"
+            page.wait_for_selector("#temperature-chart .js-plotly-plot")
+            assert "high-30m" in page.locator(".shipment-alert").first.inner_text()
+            assert "above" in page.locator("#excursions-table").inner_text()
+            assert page.url.endswith(f"/shipments/{shipment_ids['SKEL-002']}")
     finally:
         server.close()

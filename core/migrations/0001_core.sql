@@ -53,6 +53,9 @@ CREATE TABLE shipments (
     -- Set by ingest when readings arrive, cleared by the monitor once it has evaluated:
     -- the earliest device time that still needs (re-)evaluation.
     evaluate_from        timestamptz,
+    -- The newest device time covered by the last evaluation: readings older than this
+    -- arriving later are store-and-forward history, and what they reveal is retrospective.
+    evaluated_through    timestamptz,
     evaluated_at         timestamptz,
     created_at           timestamptz NOT NULL DEFAULT now()
 );

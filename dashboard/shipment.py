@@ -1,0 +1,174 @@
+"""The shipment page: temperature against the storage band, excursions and alerts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from dash import dcc, html
+
+from core.clock import isoformat_utc
+from core.db import Row
+from dashboard.overview import SEVERITY_COLOUR
+
+
+def temperature_figure(shipment: Row, readings: list[Row], excursions: list[Row]) -> go.Figure:
+    storage = shipment["definition"]["storage"]
+    figure = go.Figure()
+    if readings:
+        times = [r["ts"] for r in readings]
+        figure.add_trace(
+            go.Scatter(
+                x=times,
+                y=[r["max_c"] for r in readings],
+                mode="lines",
+                line={"width": 0},
+                hoverinfo="skip",
+                showlegend=False,
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=times,
+                y=[r["min_c"] for r in readings],
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(33,150,243,0.15)",
+                name="min–max",
+            )
+        )
+        figure.add_trace(
+            go.Scatter(
+                x=times,
+                y=[r["temp_c"] for r in readings],
+                mode="lines",
+                line={"color": "#1565c0"},
+                name="temperature °C",
+            )
+        )
+    figure.add_hrect(
+        y0=storage["min_c"],
+        y1=storage["max_c"],
+        fillcolor="rgba(46,125,50,0.10)",
+        line_width=0,
+        annotation_text="storage range",
+        annotation_position="top left",
+    )
+    last = readings[-1]["ts"] if readings else None
+    for excursion in excursions:
+        figure.add_vrect(
+            x0=excursion["started_at"],
+            x1=excursion["ended_at"] or last,
+            fillcolor="rgba(198,40,40,0.15)",
+            line_width=0,
+        )
+    figure.update_layout(
+        margin={"l": 40, "r": 10, "t": 10, "b": 40},
+        height=360,
+        yaxis_title="°C",
+        xaxis_title="device time (UTC)",
+        legend={"orientation": "h", "y": 1.08},
+    )
+    return figure
+
+
+def _alerts(rows: list[Row]) -> Any:
+    if not rows:
+        return html.P("No alerts.", className="text-muted")
+    return dbc.ListGroup(
+        [
+            dbc.ListGroupItem(
+                [
+                    dbc.Badge(
+                        row["severity"],
+                        color=SEVERITY_COLOUR.get(row["severity"], "secondary"),
+                        className="me-2",
+                    ),
+                    html.Strong(row["rule_id"], className="me-2"),
+                    html.Span(row["summary"]),
+                    html.Small(
+                        f" — {row['state']} since {isoformat_utc(row['triggered_at'])}",
+                        className="text-muted",
+                    ),
+                ],
+                className="shipment-alert",
+            )
+            for row in rows
+        ]
+    )
+
+
+def _excursions(rows: list[Row]) -> Any:
+    if not rows:
+        return html.P("No excursions.", className="text-muted")
+    header = html.Thead(
+        html.Tr(
+            [html.Th(h) for h in ("Direction", "Start", "End", "Minutes", "Peak °C", "Found late")]
+        )
+    )
+    body = html.Tbody(
+        [
+            html.Tr(
+                [
+                    html.Td(r["direction"]),
+                    html.Td(isoformat_utc(r["started_at"])),
+                    html.Td(isoformat_utc(r["ended_at"]) if r["ended_at"] else "ongoing"),
+                    html.Td(f"{r['duration_min']:.0f}"),
+                    html.Td(f"{r['peak_c']:.1f}"),
+                    html.Td("yes" if r["retrospective"] else "no"),
+                ]
+            )
+            for r in rows
+        ]
+    )
+    return dbc.Table([header, body], size="sm", id="excursions-table")
+
+
+def layout(
+    shipment: Row | None, readings: list[Row], excursions: list[Row], alerts: list[Row]
+) -> html.Div:
+    if shipment is None:
+        return html.Div(
+            [html.H4("Shipment not found"), dcc.Link("Back to all shipments", href="/")],
+            id="shipment-missing",
+        )
+    storage = shipment["definition"]["storage"]
+    facts = [
+        (
+            "Drug profile",
+            f"{shipment['profile_name']} ({storage['min_c']:g}–{storage['max_c']:g} °C)",
+        ),
+        ("Lane", shipment["lane"] or "—"),
+        ("From", shipment["origin_name"]),
+        ("To", f"{shipment['destination_name']} ({shipment['destination_tz']})"),
+        ("Status", shipment["status"]),
+    ]
+    return html.Div(
+        [
+            dcc.Link("← all shipments", href="/"),
+            html.H4(f"Shipment {shipment['shipment_ref']}", id="shipment-title", className="mt-2"),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        html.Dl([item for k, v in facts for item in (html.Dt(k), html.Dd(v))]), lg=3
+                    ),
+                    dbc.Col(
+                        dcc.Graph(
+                            id="temperature-chart",
+                            figure=temperature_figure(shipment, readings, excursions),
+                            config={"displaylogo": False},
+                        ),
+                        lg=9,
+                    ),
+                ]
+            ),
+            dbc.Row(
+                [
+                    dbc.Col([html.H5("Alerts"), _alerts(alerts)], lg=6),
+                    dbc.Col([html.H5("Excursions"), _excursions(excursions)], lg=6),
+                ]
+            ),
+        ]
+    )
