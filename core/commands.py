@@ -115,8 +115,9 @@ def alerts_run(_args: argparse.Namespace) -> int:
     pool = create_pool(settings.require_database_url(), name="alerts")
     scheduler = BlockingScheduler(timezone="UTC")
     add_alert_jobs(scheduler, pool)
-    channel = "Twilio" if settings.twilio_enabled else "outbox (no Twilio settings)"
-    log.info("alerts worker running", extra={"channel": channel})
+    from alerts.channels import default_channels
+
+    log.info("alerts worker running", extra={"channels": ",".join(default_channels())})
     try:
         scheduler.start()
     finally:

@@ -126,8 +126,9 @@ class _AmqttThread(threading.Thread):
         asyncio.set_event_loop(self._loop)
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
-            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {
-                "allow_anonymous": True}},
+            "plugins": {
+                "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+            },
         }
         self._broker = Broker(config, loop=self._loop)
         self._loop.run_until_complete(self._broker.start())

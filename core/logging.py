@@ -11,7 +11,11 @@ from typing import Any
 # Attributes every LogRecord has; anything else was passed through ``extra=`` and is
 # printed as a field of the event.
 _STANDARD_ATTRS = set(vars(logging.makeLogRecord({}))) | {
-    "message", "asctime", "taskName", "color_message"}
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 def _extra_fields(record: logging.LogRecord) -> dict[str, Any]:

@@ -114,6 +114,20 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _FileSecretsSource(settings_cls)
 
+    @field_validator(
+        "database_url",
+        "mqtt_url",
+        "secret_key",
+        "twilio_account_sid",
+        "twilio_auth_token",
+        "twilio_from_number",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """``VAR=`` (as compose and .env files write it) means unset, not an empty value."""
+        return None if value == "" else value
+
     @field_validator("database_url")
     @classmethod
     def _check_database_url(cls, value: str | None) -> str | None:

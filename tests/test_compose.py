@@ -32,6 +32,7 @@ EXPECTED_APP_SERVICES = {"migrate", "ingest", "monitor", "alerts", "api", "dashb
 # Stand-ins for what the operator writes into .env and secrets/ (docs/deployment.md).
 SAMPLE_DOTENV = {
     "COLDCHAIN_PUBLIC_URL": "https://coldchain.example.org",
+    "COLDCHAIN_DASHBOARD_URL": "https://dashboard.coldchain.example.org",
     "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
     "TWILIO_FROM_NUMBER": "+15005550006",
 }

@@ -93,3 +93,15 @@ def test_mqtt_protocol_option() -> None:
     assert MqttTarget("mqtt://h").mqtt_v5 is True
     with pytest.raises(ValueError, match="protocol"):
         MqttTarget("mqtt://h?protocol=4")
+
+
+def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "TWILIO_ACCOUNT_SID",
+        "TWILIO_AUTH_TOKEN",
+        "TWILIO_FROM_NUMBER",
+        "COLDCHAIN_DATABASE_URL",
+    ):
+        monkeypatch.setenv(name, "")
+    settings = load_settings()
+    assert settings.twilio_enabled is False and settings.database_url is None

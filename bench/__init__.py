@@ -1,0 +1,1 @@
+"""Benchmarks: each compares the product against a baseline measured in the same run."""
