@@ -21,6 +21,10 @@ SEVERITY_COLOUR = {
 STATE_COLOUR = {"ok": "#2e7d32", "alert": "#c62828", "no data": "#757575"}
 
 
+def severity_badge(severity: str) -> dbc.Badge:
+    return dbc.Badge(severity, color=SEVERITY_COLOUR.get(severity, "secondary"), className="me-2")
+
+
 def _age(ts: datetime | None, now: datetime) -> str:
     if ts is None:
         return "never"
@@ -97,11 +101,7 @@ def alerts_list(rows: list[Row]) -> html.Div:
     items = [
         dbc.ListGroupItem(
             [
-                dbc.Badge(
-                    row["severity"],
-                    color=SEVERITY_COLOUR.get(row["severity"], "secondary"),
-                    className="me-2",
-                ),
+                severity_badge(row["severity"]),
                 html.Strong(row["shipment_ref"], className="me-2"),
                 html.Span(f"{row['rule_id']} — {row['summary']}"),
                 html.Small(

@@ -10,7 +10,7 @@ from dash import dcc, html
 
 from core.clock import isoformat_utc
 from core.db import Row
-from dashboard.overview import SEVERITY_COLOUR
+from dashboard.overview import severity_badge
 
 
 def temperature_figure(shipment: Row, readings: list[Row], excursions: list[Row]) -> go.Figure:
@@ -81,11 +81,7 @@ def _alerts(rows: list[Row]) -> Any:
         [
             dbc.ListGroupItem(
                 [
-                    dbc.Badge(
-                        row["severity"],
-                        color=SEVERITY_COLOUR.get(row["severity"], "secondary"),
-                        className="me-2",
-                    ),
+                    severity_badge(row["severity"]),
                     html.Strong(row["rule_id"], className="me-2"),
                     html.Span(row["summary"]),
                     html.Small(
