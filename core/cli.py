@@ -129,11 +129,46 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("device_id", metavar="DEVICE_ID")
     register.add_argument("--carrier", required=True)
     register.add_argument("--interval-min", type=int, default=10, help="reporting interval")
+    password = register.add_mutually_exclusive_group()
+    password.add_argument(
+        "--mqtt-password-file",
+        metavar="FILE",
+        help="set the logger's MQTT password from this file (only its hash is stored)",
+    )
+    password.add_argument(
+        "--generate-mqtt-password",
+        action="store_true",
+        help="generate an MQTT password, store its hash and print it once",
+    )
     register.set_defaults(handler=c.devices_register)
     devices.add_parser("list", help="list loggers").set_defaults(handler=c.devices_list)
     deactivate = devices.add_parser("deactivate", help="refuse further data from a logger")
     deactivate.add_argument("device_id", metavar="DEVICE_ID")
     deactivate.set_defaults(handler=c.devices_deactivate)
+    export = devices.add_parser(
+        "export-passwd",
+        help="write the broker's password file: active loggers plus service users",
+    )
+    export.add_argument("path", metavar="FILE", help="e.g. deploy/mosquitto/passwd")
+    export.add_argument(
+        "--service-user",
+        action="append",
+        default=[],
+        metavar="NAME=PASSWORD_FILE",
+        help="add a service account (e.g. ingest=secrets/mqtt_ingest_password); repeatable",
+    )
+    export.set_defaults(handler=c.devices_export_passwd)
+
+    carriers = sub.add_parser("carriers", help="carrier API keys for HTTP ingest").add_subparsers(
+        dest="carriers_command", required=True
+    )
+    add_key = carriers.add_parser("add-key", help="create an API key (printed once)")
+    add_key.add_argument("carrier", metavar="CARRIER")
+    add_key.add_argument("--label", default="", help="what the key is for")
+    add_key.set_defaults(handler=c.carriers_add_key)
+    revoke = carriers.add_parser("revoke-key", help="revoke an API key by its id")
+    revoke.add_argument("key_id", metavar="KEY_ID")
+    revoke.set_defaults(handler=c.carriers_revoke_key)
 
     demo = sub.add_parser("demo", help="everything on embedded defaults with a simulated fleet")
     demo.add_argument("--host", default="127.0.0.1")

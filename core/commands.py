@@ -166,14 +166,24 @@ def simulate(args: argparse.Namespace) -> int:
 
 def devices_register(args: argparse.Namespace) -> int:
     from core.db import connect
+    from ingest.credentials import new_device_password, set_device_password
     from ingest.devices import DeviceError, register_device
 
     settings = _settings()
+    password = None
+    if args.mqtt_password_file:
+        password = _read_secret(args.mqtt_password_file)
+    elif args.generate_mqtt_password:
+        password = new_device_password()
     with connect(settings.require_database_url()) as conn:
         try:
             created = register_device(conn, args.device_id, args.carrier, args.interval_min)
         except DeviceError as exc:
             raise StartupError(str(exc)) from exc
+        if password is not None:
+            set_device_password(conn, args.device_id, password, actor="cli")
+    if args.generate_mqtt_password:
+        _out(f"MQTT password for {args.device_id} (shown once): {password}")
     verb = "registered" if created else "updated"
     _out(
         f"{verb} device {args.device_id} (carrier {args.carrier}, every {args.interval_min} min); "
@@ -243,3 +253,63 @@ def demo(args: argparse.Namespace) -> int:
     from core.demo import run_demo
 
     return run_demo(args, _settings(), Path.cwd())
+
+
+def _read_secret(path: str) -> str:
+    try:
+        value = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise StartupError(f"{path}: cannot read ({exc.strerror})") from exc
+    if not value:
+        raise StartupError(f"{path} is empty")
+    return value
+
+
+def devices_export_passwd(args: argparse.Namespace) -> int:
+    from core.db import connect
+    from ingest.credentials import CredentialError, passwd_lines, write_passwd
+
+    service_users = {}
+    for entry in args.service_user:
+        name, sep, secret_file = entry.partition("=")
+        if not sep:
+            raise StartupError(f"--service-user {entry!r}: expected NAME=PASSWORD_FILE")
+        service_users[name] = _read_secret(secret_file)
+    settings = _settings()
+    with connect(settings.require_database_url()) as conn:
+        try:
+            lines = passwd_lines(conn, service_users)
+        except CredentialError as exc:
+            raise StartupError(str(exc)) from exc
+    write_passwd(Path(args.path), lines)
+    _out(f"wrote {len(lines)} user(s) to {args.path}; send the broker SIGHUP to reload it")
+    return 0
+
+
+def carriers_add_key(args: argparse.Namespace) -> int:
+    from core.db import connect
+    from ingest.credentials import CredentialError, create_api_key
+
+    settings = _settings()
+    with connect(settings.require_database_url()) as conn:
+        try:
+            token = create_api_key(conn, args.carrier, args.label, actor="cli")
+        except CredentialError as exc:
+            raise StartupError(str(exc)) from exc
+    _out(f"API key for carrier {args.carrier} (shown once; store it in the carrier's vault):")
+    _out(token)
+    return 0
+
+
+def carriers_revoke_key(args: argparse.Namespace) -> int:
+    from core.db import connect
+    from ingest.credentials import CredentialError, revoke_api_key
+
+    settings = _settings()
+    with connect(settings.require_database_url()) as conn:
+        try:
+            carrier = revoke_api_key(conn, args.key_id, actor="cli")
+        except CredentialError as exc:
+            raise StartupError(str(exc)) from exc
+    _out(f"revoked API key {args.key_id} of carrier {carrier}")
+    return 0

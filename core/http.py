@@ -9,11 +9,13 @@ import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import make_asgi_app
 from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.db import Row
 from core.settings import Settings
+from ingest.api import router as telemetry_router
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,10 @@ def create_app(settings: Settings, pool: ConnectionPool[psycopg.Connection[Row]]
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         detail = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
         return _problem(422, "request is not valid", detail)
+
+    app.include_router(telemetry_router)
+    # Prometheus metrics of this process (HTTP ingest counters and the default collectors).
+    app.mount("/metrics", make_asgi_app())
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

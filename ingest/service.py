@@ -156,6 +156,16 @@ def _stage_and_insert(
         conn.execute(queries.NOTIFY_READINGS, (str(result.stored),))
 
 
+def record_rejection(
+    conn: psycopg.Connection[Row], message: IncomingMessage, device_id: str | None, reason: str
+) -> None:
+    """Keep a refused message, exactly as received, with the reason it was refused."""
+    conn.execute(
+        queries.INSERT_REJECTED,
+        (message.received_at, message.source, message.topic, device_id, message.payload, reason),
+    )
+
+
 def _reject(
     conn: psycopg.Connection[Row],
     result: BatchResult,
@@ -164,10 +174,7 @@ def _reject(
     device_id: str | None,
     reason: str,
 ) -> None:
-    conn.execute(
-        queries.INSERT_REJECTED,
-        (message.received_at, message.source, message.topic, device_id, message.payload, reason),
-    )
+    record_rejection(conn, message, device_id, reason)
     result.rejected[_reason_kind(reason)] += 1
     result.rejections.append((index, reason))
     log.info("message rejected", extra={"topic": message.topic, "reason": reason})
