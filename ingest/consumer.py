@@ -24,7 +24,7 @@ from core.db import Row
 from core.errors import StartupError
 from core.settings import Settings
 from ingest import metrics
-from ingest.service import IncomingMessage, store_batch
+from ingest.service import IncomingMessage, record_rejection, store_batch
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,7 @@ class IngestConsumer:
                     result = store_batch(
                         conn, [p.message for p in batch], self.settings.topic_prefix
                     )
-            except (psycopg.OperationalError, psycopg.errors.AdminShutdown) as exc:
+            except psycopg.OperationalError as exc:
                 # Not acknowledged: the broker redelivers if we die; we retry while alive.
                 log.error(
                     "database unavailable; batch kept for retry",
@@ -180,7 +180,35 @@ class IngestConsumer:
                 time.sleep(delay)
                 delay = min(delay * 2, 30)
                 continue
+            except psycopg.Error:
+                # One message the database refuses must not hold up every message after it.
+                log.exception("batch failed; storing its messages one by one")
+                for pending in batch:
+                    self._store_or_refuse(pending.message)
+                return
             metrics.observe(
                 result, time.monotonic() - started, batch[0].message.received_at, self.clock.now()
             )
+            return
+
+    def _store_or_refuse(self, message: IncomingMessage) -> None:
+        """Store one message; if the database refuses it, keep it as a rejected message."""
+        while True:
+            try:
+                with self.pool.connection() as conn:
+                    try:
+                        result = store_batch(conn, [message], self.settings.topic_prefix)
+                    except psycopg.OperationalError:
+                        raise
+                    except psycopg.Error as exc:
+                        conn.rollback()
+                        reason = f"could not be stored ({type(exc).__name__}: {exc})".strip()
+                        record_rejection(conn, message, None, reason)
+                        conn.commit()
+                        metrics.REJECTED.labels(reason="storage_error").inc()
+                        return
+            except psycopg.OperationalError:
+                time.sleep(1)
+                continue
+            metrics.observe(result, 0.0, message.received_at, self.clock.now())
             return

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from ingest.models import Reading, TelemetryTopic
 
 MAX_BATCH = 10_000
+# The same rule as the devices table's CHECK constraint.
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STATUSES = frozenset({"ok", "sensor_error", "low_battery", "door_open", "alarm"})
 # Plausible physical ranges; beyond these a value is a corrupt payload, not a reading.
 RANGES: dict[str, tuple[float, float]] = {
@@ -56,6 +59,10 @@ def parse_payload(payload: bytes, *, topic_device_id: str | None = None) -> list
     device_id = document.get("device_id")
     if not isinstance(device_id, str) or not device_id:
         raise PayloadError("device_id: required string is missing")
+    if not DEVICE_ID.fullmatch(device_id):
+        raise PayloadError(
+            f"device_id: {device_id[:80]!r} is not 1-64 letters, digits, '.', '_' or '-'"
+        )
     if topic_device_id is not None and device_id != topic_device_id:
         raise PayloadError(
             f"device_id {device_id!r} does not match the topic's {topic_device_id!r}"

@@ -159,11 +159,26 @@ def _stage_and_insert(
 def record_rejection(
     conn: psycopg.Connection[Row], message: IncomingMessage, device_id: str | None, reason: str
 ) -> None:
-    """Keep a refused message, exactly as received, with the reason it was refused."""
+    """Keep a refused message, exactly as received, with the reason it was refused.
+
+    The payload is stored as bytes, untouched; text columns cannot hold NUL, so a topic
+    carrying one is stored with it escaped.
+    """
     conn.execute(
         queries.INSERT_REJECTED,
-        (message.received_at, message.source, message.topic, device_id, message.payload, reason),
+        (
+            message.received_at,
+            message.source,
+            _text(message.topic),
+            _text(device_id),
+            message.payload,
+            reason.replace("\x00", "\\x00"),
+        ),
     )
+
+
+def _text(value: str | None) -> str | None:
+    return None if value is None else value.replace("\x00", "\\x00")
 
 
 def _reject(

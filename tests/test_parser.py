@@ -128,3 +128,9 @@ def test_topic_shape() -> None:
 
 def test_timestamp_offsets_normalise_to_utc() -> None:
     assert parse_timestamp("2026-05-01T12:00:00-04:00") == datetime(2026, 5, 1, 16, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("device_id", ["LOG\x00", "", "a b", "x" * 65, "-LOG"])
+def test_device_id_shape_is_checked(device_id: str) -> None:
+    with pytest.raises(PayloadError, match="device_id"):
+        parse_payload(_payload(device_id=device_id, ts="2026-01-01T00:00:00Z", temp_c=4))
