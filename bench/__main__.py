@@ -1,13 +1,23 @@
-"""`make bench`: run every benchmark and print its ratio to the in-run baseline."""
+"""`make bench`: run the benchmarks (or the ones named) and print each against its baseline."""
 
 from __future__ import annotations
 
-from bench import evaluation
+import sys
+
+from bench import evaluation, ingest
+
+BENCHMARKS = {"evaluation": evaluation.run, "ingest": ingest.run}
 
 
 def main() -> None:
-    for benchmark in (evaluation,):
-        benchmark.run()
+    names = sys.argv[1:] or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise SystemExit(
+            f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(BENCHMARKS)}"
+        )
+    for name in names:
+        BENCHMARKS[name]()
 
 
 if __name__ == "__main__":

@@ -64,12 +64,14 @@ class IngestConsumer:
         self.subscription = f"$share/{shared_group}/{topic}" if shared_group else topic
         self._inbox: queue.Queue[_Pending] = queue.Queue()
         self._stop = threading.Event()
+        self.subscribed = threading.Event()
         self._fatal: str | None = None
         self.client = mqtt_support.new_client(
             self.target, client_id, manual_ack=True, persistent_session=True
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
 
     # -- paho callbacks (network thread: never block here) --------------------------------
@@ -85,6 +87,18 @@ class IngestConsumer:
             return
         client.subscribe(self.subscription, qos=1)
         log.info("connected to broker", extra={"subscription": self.subscription})
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, _mid: int, reasons: Any, _props: Any
+    ) -> None:
+        if any(reason.is_failure for reason in reasons):
+            log.error(
+                "broker refused the subscription",
+                extra={"subscription": self.subscription, "reasons": [str(r) for r in reasons]},
+            )
+            return
+        self.subscribed.set()
+        log.info("subscribed", extra={"subscription": self.subscription})
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any

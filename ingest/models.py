@@ -37,7 +37,20 @@ class Reading:
     status: str = "ok"
 
     def row(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, name) for name in READING_FIELDS)
+        """Values in READING_FIELDS order, for COPY."""
+        return (
+            self.device_id,
+            self.ts,
+            self.seq,
+            self.temp_c,
+            self.rh_pct,
+            self.lat,
+            self.lon,
+            self.battery_pct,
+            self.light_lux,
+            self.shock_g,
+            self.status,
+        )
 
     def as_json(self) -> dict[str, Any]:
         values = asdict(self)

@@ -119,6 +119,13 @@ def _number(item: dict[str, Any], name: str, where: str) -> float | None:
     value = item.get(name)
     if value is None:
         return None
+    # Fast path for the common case; NaN and infinities fail the range test and fall
+    # through to the checks below, which name the problem.
+    kind = type(value)
+    if kind is float or kind is int:
+        low, high = RANGES[name]
+        if low <= value <= high:
+            return float(value)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise PayloadError(f"{where}{name}: {value!r} is not a finite number")
     low, high = RANGES[name]

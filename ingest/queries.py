@@ -45,17 +45,15 @@ WITH inserted AS (
 latest AS (
     INSERT INTO device_latest AS dl (device_id, ts, recv_ts, temp_c, status, battery_pct,
                                      lat, lon, position_ts, shipment_id)
-    SELECT DISTINCT ON (i.device_id) i.device_id, i.ts, i.recv_ts, i.temp_c, i.status,
-           i.battery_pct, p.lat, p.lon, p.ts, i.shipment_id
-    FROM inserted i
+    SELECT l.device_id, l.ts, l.recv_ts, l.temp_c, l.status, l.battery_pct,
+           p.lat, p.lon, p.ts, l.shipment_id
+    FROM (SELECT DISTINCT ON (device_id) * FROM inserted ORDER BY device_id, ts DESC) l
     -- The newest usable GPS fix in this batch; (0,0) is what loggers report after a reboot.
-    LEFT JOIN LATERAL (
-        SELECT j.lat, j.lon, j.ts FROM inserted j
-        WHERE j.device_id = i.device_id AND j.lat IS NOT NULL AND j.lon IS NOT NULL
-          AND NOT (j.lat = 0 AND j.lon = 0)
-        ORDER BY j.ts DESC LIMIT 1
-    ) p ON true
-    ORDER BY i.device_id, i.ts DESC
+    LEFT JOIN (
+        SELECT DISTINCT ON (device_id) device_id, lat, lon, ts FROM inserted
+        WHERE lat IS NOT NULL AND lon IS NOT NULL AND NOT (lat = 0 AND lon = 0)
+        ORDER BY device_id, ts DESC
+    ) p ON p.device_id = l.device_id
     ON CONFLICT (device_id) DO UPDATE SET
         ts = CASE WHEN EXCLUDED.ts > dl.ts THEN EXCLUDED.ts ELSE dl.ts END,
         recv_ts = EXCLUDED.recv_ts,
@@ -94,7 +92,11 @@ WITH conflicting AS (
                               'lon', s.lon, 'battery_pct', s.battery_pct,
                               'light_lux', s.light_lux, 'shock_g', s.shock_g, 'status', s.status)
     FROM readings_staging s
-    JOIN readings r ON r.device_id = s.device_id AND r.ts = s.ts
+    -- LATERAL keeps this an index lookup per staged row: the temporary table has no
+    -- statistics, and a join could otherwise scan all of readings on every batch.
+    JOIN LATERAL (
+        SELECT * FROM readings r0 WHERE r0.device_id = s.device_id AND r0.ts = s.ts LIMIT 1
+    ) r ON true
     WHERE (s.seq, s.temp_c, s.rh_pct, s.lat, s.lon, s.battery_pct, s.light_lux, s.shock_g, s.status)
           IS DISTINCT FROM
           (r.seq, r.temp_c, r.rh_pct, r.lat, r.lon, r.battery_pct, r.light_lux, r.shock_g, r.status)

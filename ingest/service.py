@@ -58,48 +58,48 @@ def store_batch(
 ) -> BatchResult:
     """Store a batch in one transaction and report what happened to each part of it."""
     result = BatchResult(received=len(messages))
-    parsed: list[tuple[int, IncomingMessage, list[Reading]]] = []
+    parsed: list[_Parsed] = []
     with conn.transaction():
         for index, message in enumerate(messages):
             try:
-                parsed.append((index, message, _parse(message, topic_prefix)))
+                parsed.append(_parse(index, message, topic_prefix))
             except PayloadError as exc:
                 _reject(conn, result, index, message, None, str(exc))
-        accepted = _check_devices(conn, result, parsed, topic_prefix)
+        accepted = _check_devices(conn, result, parsed)
         result.duplicates += accepted.exact_duplicates
         if accepted.readings:
             _stage_and_insert(conn, result, accepted)
     return result
 
 
-def _parse(message: IncomingMessage, topic_prefix: str) -> list[Reading]:
+@dataclass(frozen=True, slots=True)
+class _Parsed:
+    index: int
+    message: IncomingMessage
+    carrier: str | None  # from the topic (MQTT) or the API key (HTTP)
+    readings: list[Reading]
+
+
+def _parse(index: int, message: IncomingMessage, topic_prefix: str) -> _Parsed:
     if message.topic is not None:
         topic = parse_topic(message.topic, topic_prefix)
-        return parse_payload(message.payload, topic_device_id=topic.device_id)
-    return parse_payload(message.payload)
-
-
-def _carrier_of(message: IncomingMessage, topic_prefix: str) -> str | None:
-    if message.topic is not None:
-        return parse_topic(message.topic, topic_prefix).carrier
-    return message.carrier
+        readings = parse_payload(message.payload, topic_device_id=topic.device_id)
+        return _Parsed(index, message, topic.carrier, readings)
+    return _Parsed(index, message, message.carrier, parse_payload(message.payload))
 
 
 def _check_devices(
-    conn: psycopg.Connection[Row],
-    result: BatchResult,
-    parsed: list[tuple[int, IncomingMessage, list[Reading]]],
-    topic_prefix: str,
+    conn: psycopg.Connection[Row], result: BatchResult, parsed: list[_Parsed]
 ) -> _Accepted:
-    device_ids = sorted({readings[0].device_id for _, _, readings in parsed})
+    device_ids = sorted({p.readings[0].device_id for p in parsed})
     known = {
         row["device_id"]: row for row in conn.execute(queries.DEVICES, {"device_ids": device_ids})
     }
     accepted = _Accepted()
-    for index, message, readings in parsed:
+    for item in parsed:
+        index, message, readings, carrier = item.index, item.message, item.readings, item.carrier
         device_id = readings[0].device_id
         device = known.get(device_id)
-        carrier = _carrier_of(message, topic_prefix)
         if device is None:
             _reject(
                 conn, result, index, message, device_id, f"device {device_id} is not registered"

@@ -59,7 +59,9 @@ class Publisher:
     ) -> int:
         sent = 0
         for payload in payloads:
-            self.client.publish(topic, payload, qos=1)
+            info = self.client.publish(topic, payload, qos=1)
+            # A refused publish (16-bit packet ids all in use) would be lost silently.
+            assert info.rc != mqtt.MQTT_ERR_QUEUE_SIZE, "too many unacknowledged publishes"
             sent += 1
             if pause_every and sent % pause_every == 0:
                 time.sleep(pause_s)

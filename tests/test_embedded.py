@@ -64,6 +64,7 @@ def test_amqtt_fallback_carries_telemetry_over_mqtt_311(tmp_path: Path, db_url: 
         pool = create_pool(db_url, name="amqtt-test")
         consumer = IngestConsumer(settings, pool, client_id="ingest-amqtt")
         consumer.start()
+        assert consumer.subscribed.wait(15), "ingest never subscribed"
         try:
             readings = fleet_readings(scenario, [plan], scenario.start, 1)[:20]
             fleet = MqttFleet(settings.mqtt, settings.topic_prefix, [plan])

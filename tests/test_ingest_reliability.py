@@ -52,7 +52,7 @@ def _start_ingest(
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
     )
-    wait_for("ingest subscribed", lambda: "connected to broker" in log.read_text(), 30)
+    wait_for("ingest subscribed", lambda: "ingest.consumer: subscribed" in log.read_text(), 30)
     return process
 
 
@@ -113,6 +113,7 @@ def test_postgres_restart_mid_stream(
     pool = create_pool(url, name="restart-test")
     consumer = IngestConsumer(settings, pool, client_id=f"ingest-{prefix[:9]}")
     consumer.start()
+    assert consumer.subscribed.wait(15), "ingest never subscribed"
     publisher = Publisher(mqtt_url, f"pub-{prefix[:9]}")
     payloads = reading_payloads(DEVICE, 3000)
     topic = f"{prefix}/acme/{DEVICE}/telemetry"
@@ -143,6 +144,7 @@ def test_broker_restart_mid_stream(
     pool = create_pool(db_url, name="broker-restart")
     consumer = IngestConsumer(settings, pool, client_id=f"ingest-{prefix[:9]}")
     consumer.start()
+    assert consumer.subscribed.wait(15), "ingest never subscribed"
     publisher = Publisher(broker.url, f"pub-{prefix[:9]}")
     payloads = reading_payloads(DEVICE, 3000)
     topic = f"{prefix}/acme/{DEVICE}/telemetry"
@@ -220,11 +222,11 @@ def test_garbage_over_mqtt_keeps_the_consumer_running(
     pool = create_pool(db_url, name="garbage")
     consumer = IngestConsumer(settings, pool, client_id=f"ingest-{uuid.uuid4().hex[:8]}")
     consumer.start()
+    assert consumer.subscribed.wait(15), "ingest never subscribed"
     assert settings.mqtt_url is not None
     publisher = Publisher(settings.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
     prefix = settings.topic_prefix
     try:
-        wait_for("subscribed", lambda: consumer.client.is_connected(), 10)
         for topic, payload in [
             (f"{prefix}/acme/{DEVICE}/telemetry", b"\xff\x00garbage"),
             (f"{prefix}/acme/{DEVICE}/telemetry", b'{"device_id": "LOG-REL-1"}'),
@@ -265,6 +267,7 @@ def test_message_the_database_refuses_does_not_block_the_others(
     pool = create_pool(db_url, name="poison")
     consumer = IngestConsumer(settings, pool, client_id=f"ingest-{uuid.uuid4().hex[:8]}")
     consumer.start()
+    assert consumer.subscribed.wait(15), "ingest never subscribed"
     assert settings.mqtt_url is not None
     publisher = Publisher(settings.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
     topic = f"{settings.topic_prefix}/acme/{DEVICE}/telemetry"
@@ -272,7 +275,6 @@ def test_message_the_database_refuses_does_not_block_the_others(
     poisoned = good[5].replace(b'"temp_c": 4.5', b'"temp_c": 13.37')
     assert poisoned != good[5]
     try:
-        wait_for("subscribed", lambda: consumer.client.is_connected(), 10)
         publisher.publish(topic, [*good[:5], poisoned, *good[6:]])
         wait_for("the good readings stored", lambda: _count(db_url) == 19, 30)
         wait_for(

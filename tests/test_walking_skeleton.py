@@ -44,6 +44,7 @@ def running_services(
     stop = threading.Event()
     consumer = IngestConsumer(settings, pool, client_id=f"ingest-{settings.topic_prefix[:15]}")
     consumer.start()
+    assert consumer.subscribed.wait(15), "ingest never subscribed"
     monitor = threading.Thread(
         target=run_monitor,
         args=(settings.require_database_url(), pool, settings.dashboard_url, stop),
