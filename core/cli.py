@@ -94,7 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     _server_args(dashboard, 8050)
     dashboard.set_defaults(handler=c.dashboard)
 
-    simulate = sub.add_parser("simulate", help="run simulated data loggers")
+    simulate = sub.add_parser(
+        "simulate",
+        help="run simulated data loggers",
+        description="Simulated carrier data loggers (docs/simulators.md): a scenario's fleet, "
+        "a replayed logger export, or a load test.",
+    )
     simulate.add_argument(
         "--scenario", metavar="NAME_OR_FILE", help="shipped scenario name or YAML file"
     )
@@ -116,7 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--provision",
         action="store_true",
-        help="register the loggers and create their shipments in the database first",
+        help="register the loggers and create their case stubs and shipments in the database first",
+    )
+    simulate.add_argument(
+        "--progress",
+        action="store_true",
+        help="draw the progress bar on stderr even when it is not a terminal",
+    )
+    replay = simulate.add_argument_group("replay a real logger's CSV export")
+    replay.add_argument("--replay", metavar="FILE.csv", help="CSV with header ts,temp_c[,lat,lon]")
+    replay.add_argument("--device", metavar="ID", help="device id to publish as")
+    replay.add_argument("--carrier", metavar="CARRIER", help="carrier of that device")
+    replay.add_argument("--tz", metavar="ZONE", help="IANA zone of times written without an offset")
+    load = simulate.add_argument_group("load test (benchmarks)")
+    load.add_argument(
+        "--load", action="store_true", help="--devices loggers at a target total rate"
+    )
+    load.add_argument("--rate", type=float, metavar="R", help="target readings per second")
+    load.add_argument(
+        "--batch", type=int, default=1, metavar="B", help="readings per message (default 1)"
+    )
+    load.add_argument(
+        "--duration-s", type=float, default=10.0, metavar="S", help="seconds (default 10)"
     )
     simulate.set_defaults(handler=c.simulate)
 

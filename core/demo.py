@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 from core.clock import SystemClock
@@ -12,7 +13,7 @@ from core.embedded import EmbeddedBroker, EmbeddedPostgres
 from core.migrations import migrate
 from core.runner import ServiceGroup, start_all, stop_on_signals
 from core.settings import Settings
-from simulators.fleet import SimulatedReading, fleet_readings
+from simulators.fleet import SimulatedMessage, iter_fleet_messages
 from simulators.provision import provision
 from simulators.publisher import MqttFleet, publish_fleet, simulation_start
 from simulators.scenario import load_scenario
@@ -59,12 +60,12 @@ def run_demo(args: argparse.Namespace, settings: Settings, cwd: Path) -> int:
         scenario = load_scenario(args.scenario)
         plans = list(scenario.shipments)
         start = simulation_start(scenario, SystemClock().now(), args.speed)
+        secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
         with pool.connection() as conn:
-            provision(conn, scenario, plans, start)
-        readings = fleet_readings(scenario, plans, start, scenario.seed)
-        fleet = MqttFleet(settings.mqtt, settings.topic_prefix, plans)
-        group.on_stop(fleet.close)
-        group.thread("simulator", lambda: _publish(fleet, readings, args.speed, group))
+            provision(conn, scenario, plans, start, secret_key=secret_key)
+        messages = iter_fleet_messages(scenario, plans, start, scenario.seed)
+        fleet = MqttFleet(settings.mqtt, settings.topic_prefix, plans, secret_key=secret_key)
+        group.thread("simulator", lambda: _publish(fleet, messages, args.speed, group))
 
         _out("")
         _out(f"  Dashboard:  http://{args.host}:{args.dashboard_port}/")
@@ -89,7 +90,14 @@ def run_demo(args: argparse.Namespace, settings: Settings, cwd: Path) -> int:
 
 
 def _publish(
-    fleet: MqttFleet, readings: list[SimulatedReading], speed: float | None, group: ServiceGroup
+    fleet: MqttFleet,
+    messages: Iterator[SimulatedMessage],
+    speed: float | None,
+    group: ServiceGroup,
 ) -> None:
-    sent = publish_fleet(fleet, readings, speed, group.stop)
-    log.info("simulated fleet finished its trips", extra={"readings": sent})
+    # The fleet's sockets belong to this thread: it publishes, and it closes them.
+    try:
+        sent = publish_fleet(fleet, messages, speed, group.stop)
+    finally:
+        fleet.close()
+    log.info("simulated fleet finished its trips", extra={"messages": sent})

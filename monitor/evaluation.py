@@ -1,15 +1,19 @@
-"""Pure evaluation of a reading series against a drug profile (DESIGN.md §6).
+"""Pure evaluation of a reading series against a drug profile (DESIGN.md §6, docs/profiles.md).
 
 Sample-and-hold on device time: each reading's value holds from its ``ts`` until the next
 reading, for at most ``max_gap_min``; the rest of a longer interval is a data gap. A
 reading without a temperature (sensor error) holds nothing: its whole interval is a gap.
-Everything is computed with numpy over the whole series; there is no I/O here.
+Readings in the profile's start-up ignore period hold time that counts toward nothing.
+
+Everything is computed with numpy on int64 nanoseconds, so durations and alarm instants
+are exact and a run of exactly ``for_min`` alarms; Python objects are built only for the
+results, with all instants converted to datetimes in one call.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 import numpy as np
@@ -18,19 +22,27 @@ import pandas as pd
 
 from core.clock import isoformat_utc
 from core.severity import Severity
-from monitor.profiles import DrugProfile, Rule
+from monitor.profiles import STAGES, DrugProfile, Rule
 
 FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
+Direction = Literal["above", "below"]
+Verdict = Literal["accept", "review", "reject"]
 # USP <1079.2>: ΔH = 83.144 kJ/mol, R = 8.3144 J/(mol·K), so ΔH/R = 10 000 K.
 MKT_DH_OVER_R = 10_000.0
 KELVIN = 273.15
+# MKT is compared with its limit at this resolution, so float rounding of a series held
+# exactly at the limit cannot turn "accept" into "review".
+_MKT_TOLERANCE_C = 1e-9
 _NS_PER_MIN = 60_000_000_000
+_DIRECTIONS: tuple[Direction, Direction] = ("above", "below")
+_IN_TRANSIT = STAGES.index("in_transit")
 
 
 @dataclass(frozen=True, slots=True)
 class Excursion:
-    direction: Literal["above", "below"]
+    direction: Direction
     start: datetime
     end: datetime | None  # None: still beyond range at the last reading
     duration_min: float
@@ -77,7 +89,9 @@ class Evaluation:
     excursions: list[Excursion]
     alarms: list[Alarm]
     budget: list[BudgetUse]
-    verdict: Literal["accept", "review", "reject"]
+    verdict: Verdict
+    freeze_thaw_cycles: int
+    ignored_min: float  # time held by readings in the start-up ignore period
 
     def to_json(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:
@@ -98,6 +112,8 @@ class Evaluation:
             "time_above_range_min": num(self.time_above_range_min),
             "time_below_range_min": num(self.time_below_range_min),
             "data_gap_min": num(self.data_gap_min),
+            "ignored_min": num(self.ignored_min),
+            "freeze_thaw_cycles": self.freeze_thaw_cycles,
             "excursions": [
                 {
                     "direction": e.direction,
@@ -131,244 +147,460 @@ class Evaluation:
         }
 
 
-class _Series:
-    """Sorted, de-duplicated readings with held and gap time per reading (minutes)."""
+def _utc_ns(column: pd.Series) -> IntArray:
+    """Instants as int64 ns since the epoch; naive or missing times are refused."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        if column.isna().any():
+            raise ValueError(f"readings: ts is missing at row {int(np.argmax(column.isna()))}")
+        aware = column
+    elif pd.api.types.is_datetime64_dtype(column.dtype):
+        raise ValueError("readings: ts has no time zone; device time must carry a UTC offset")
+    else:
+        for row, value in enumerate(column.tolist()):
+            if not isinstance(value, datetime) or pd.isna(value):
+                raise ValueError(f"readings: ts at row {row} is not a time ({value!r})")
+            if value.utcoffset() is None:
+                raise ValueError(f"readings: ts at row {row} ({value}) has no time zone")
+        aware = pd.to_datetime(column, utc=True)
+    return np.asarray(aware.dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]")).view(np.int64)
 
-    def __init__(self, frame: pd.DataFrame, max_gap_min: float) -> None:
-        ts = pd.to_datetime(frame["ts"], utc=True)
-        temp = pd.to_numeric(frame["temp_c"], errors="coerce")
-        clean = pd.DataFrame({"ts": ts, "temp": temp}).sort_values("ts", kind="stable")
-        # Exact duplicates change nothing; for a repeated time with different values the
-        # first one received is the reading (DESIGN.md §5).
-        clean = clean.drop_duplicates(subset="ts", keep="first")
-        self.ts_ns: npt.NDArray[np.int64] = (
-            clean["ts"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+def _temperatures(column: pd.Series) -> FloatArray:
+    try:
+        temp = pd.to_numeric(column, errors="raise").to_numpy(dtype=np.float64, na_value=np.nan)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"readings: temp_c has a value that is not a number ({exc})") from exc
+    bad = np.isinf(temp) | (temp <= -KELVIN)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ValueError(f"readings: temp_c at row {row} is not a temperature ({temp[row]})")
+    return temp
+
+
+def _stage_codes(frame: pd.DataFrame) -> npt.NDArray[np.int8]:
+    if "stage" not in frame.columns:
+        return np.full(len(frame), _IN_TRANSIT, dtype=np.int8)
+    index = {stage: i for i, stage in enumerate(STAGES)}
+    codes = np.asarray(frame["stage"].map(index).fillna(-1), dtype=np.int8)
+    if (codes < 0).any():
+        row = int(np.argmax(codes < 0))
+        raise ValueError(
+            f"readings: stage at row {row} is {frame['stage'].iloc[row]!r}; "
+            f"expected one of {', '.join(STAGES)}"
         )
-        self.temp: FloatArray = clean["temp"].to_numpy(dtype=np.float64)
-        self.minutes: FloatArray = (
-            (self.ts_ns - self.ts_ns[0]) / _NS_PER_MIN if len(clean) else (np.empty(0))
+    return codes
+
+
+class _Series:
+    """Sorted, de-duplicated readings with held and gap time per reading (int64 ns)."""
+
+    def __init__(self, frame: pd.DataFrame, profile: DrugProfile) -> None:
+        missing = {"ts", "temp_c"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"readings: missing column(s) {', '.join(sorted(missing))}")
+        ts = _utc_ns(frame["ts"])
+        temp = _temperatures(frame["temp_c"])
+        stage = _stage_codes(frame)
+        # Stable sort, then keep the first reading at each time: exact duplicates change
+        # nothing, and for a repeated time with different values the first one received
+        # is the reading (DESIGN.md §5).
+        order = np.argsort(ts, kind="stable")
+        ts = ts[order]
+        first = np.ones(len(ts), dtype=np.bool_)
+        first[1:] = ts[1:] != ts[:-1]
+        kept = order[first]
+        self.ts: IntArray = ts[first]
+        self.temp: FloatArray = temp[kept]
+        self.stage = stage[kept]
+        n = len(self.ts)
+        interval = np.diff(self.ts, append=self.ts[-1:]) if n else np.empty(0, np.int64)
+        self.valid: BoolArray = ~np.isnan(self.temp)
+        max_gap = round(profile.max_gap_min * _NS_PER_MIN)
+        self.held: IntArray = np.where(self.valid, np.minimum(interval, max_gap), 0)
+        self.gap: IntArray = interval - self.held
+        self.held_cum: IntArray = np.concatenate(([0], np.cumsum(self.held)))
+        ignore = round(profile.ignore_period_min * _NS_PER_MIN)
+        self.counted: BoolArray = (
+            self.ts >= self.ts[0] + ignore if n else np.empty(0, dtype=np.bool_)
         )
-        interval = np.diff(self.minutes, append=self.minutes[-1:] if len(clean) else [])
-        valid = ~np.isnan(self.temp)
-        self.held: FloatArray = np.where(valid, np.minimum(interval, max_gap_min), 0.0)
-        self.gap: FloatArray = interval - self.held
 
     def __len__(self) -> int:
-        return len(self.ts_ns)
+        return len(self.ts)
 
-    def when(self, minute: float) -> datetime:
-        ns = int(self.ts_ns[0]) + round(minute * _NS_PER_MIN)
-        return datetime.fromtimestamp(ns // 1_000_000_000, UTC).replace(
-            microsecond=(ns % 1_000_000_000) // 1000
-        )
+    def beyond(self, direction: Direction, threshold: float) -> BoolArray:
+        """Counted readings strictly beyond a threshold (sensor errors never are)."""
+        with np.errstate(invalid="ignore"):
+            side = self.temp > threshold if direction == "above" else self.temp < threshold
+        return side & self.counted
 
 
 @dataclass(frozen=True, slots=True)
-class _Run:
-    first: int  # index of the first reading beyond
-    last: int  # index of the last reading beyond
-    duration_min: float
-    open: bool  # the series ends inside the run
+class _Runs:
+    """Maximal stretches of readings beyond a threshold with no gap between them."""
+
+    first: IntArray  # index of the first reading of each run
+    last: IntArray  # index of the last reading of each run
+    duration: IntArray  # held ns
+    open: BoolArray  # the series ends inside the run
 
 
-def _runs(series: _Series, beyond: BoolArray) -> list[_Run]:
-    """Stretches of held time beyond a threshold, split by readings back inside or gaps."""
-    if not beyond.any():
-        return []
-    n = len(series)
-    # A run continues from reading i to i+1 when both are beyond and no gap lies between.
+def _runs(series: _Series, beyond: BoolArray) -> _Runs:
     continues = beyond[:-1] & beyond[1:] & (series.gap[:-1] == 0)
-    starts = np.flatnonzero(beyond & ~np.concatenate(([False], continues)))
-    ends = np.flatnonzero(beyond & ~np.concatenate((continues, [False])))
-    held_cum = np.concatenate(([0.0], np.cumsum(series.held)))
-    return [
-        _Run(int(a), int(b), float(held_cum[b + 1] - held_cum[a]), bool(b == n - 1))
-        for a, b in zip(starts, ends, strict=True)
-    ]
+    starts = beyond.copy()
+    starts[1:] &= ~continues
+    ends = beyond.copy()
+    ends[:-1] &= ~continues
+    first, last = np.flatnonzero(starts), np.flatnonzero(ends)
+    return _Runs(
+        first,
+        last,
+        series.held_cum[last + 1] - series.held_cum[first],
+        last == len(series) - 1,
+    )
 
 
-def _beyond(temp: FloatArray, direction: str, threshold: float) -> BoolArray:
-    with np.errstate(invalid="ignore"):
-        return (temp > threshold) if direction == "above" else (temp < threshold)
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """Excursions or alarms as parallel arrays (ns), before any Python object is made."""
+
+    start: IntArray  # when the condition began
+    end: IntArray  # excursions: where the run ends; alarms: when the alarm fires
+    duration: IntArray  # excursions: held ns; alarms: unused
+    value: FloatArray  # excursions: peak °C; alarms: unused
+    code: IntArray  # excursions: index into _DIRECTIONS; alarms: index into profile.rules
+    open: BoolArray  # excursions: still open at the last reading; alarms: unused
+
+    @staticmethod
+    def join(parts: list[_Found]) -> _Found:
+        if not parts:
+            empty = np.empty(0, np.int64)
+            return _Found(empty, empty, empty, np.empty(0), empty, np.empty(0, np.bool_))
+        return _Found(*(np.concatenate([getattr(p, f) for p in parts]) for f in _FOUND_FIELDS))
+
+    def take(self, order: IntArray) -> _Found:
+        return _Found(*(getattr(self, f)[order] for f in _FOUND_FIELDS))
 
 
-def _excursions(series: _Series, profile: DrugProfile) -> list[Excursion]:
-    found: list[Excursion] = []
-    for direction, limit in (("above", profile.storage.max_c), ("below", profile.storage.min_c)):
-        beyond = _beyond(series.temp, direction, limit)
-        for run in _runs(series, beyond):
-            stretch = series.temp[run.first : run.last + 1]
-            peak = float(stretch.max() if direction == "above" else stretch.min())
-            end_min = series.minutes[run.last] + series.held[run.last]
-            found.append(
-                Excursion(
-                    direction=direction,  # type: ignore[arg-type]
-                    start=series.when(series.minutes[run.first]),
-                    end=None if run.open else series.when(end_min),
-                    duration_min=run.duration_min,
-                    peak_c=peak,
-                )
+_FOUND_FIELDS = ("start", "end", "duration", "value", "code", "open")
+
+
+def _excursions(series: _Series, profile: DrugProfile) -> _Found:
+    parts = []
+    for code, direction in enumerate(_DIRECTIONS):
+        limit = profile.storage.max_c if direction == "above" else profile.storage.min_c
+        beyond = series.beyond(direction, limit)
+        if not beyond.any():
+            continue
+        runs = _runs(series, beyond)
+        # reduceat over [first_i, first_i+1): readings between runs are masked out.
+        if direction == "above":
+            peaks = np.maximum.reduceat(np.where(beyond, series.temp, -np.inf), runs.first)
+        else:
+            peaks = np.minimum.reduceat(np.where(beyond, series.temp, np.inf), runs.first)
+        parts.append(
+            _Found(
+                series.ts[runs.first],
+                series.ts[runs.last] + series.held[runs.last],
+                runs.duration,
+                peaks,
+                np.full(len(runs.first), code, dtype=np.int64),
+                runs.open,
             )
-    found.sort(key=lambda e: e.start)
-    return found
-
-
-def _rule_alarms(series: _Series, rule: Rule) -> list[Alarm]:
-    beyond = _beyond(series.temp, rule.direction, rule.threshold_c)
-    if not beyond.any():
-        return []
-    if rule.mode == "single":
-        return [
-            Alarm(
-                rule.id,
-                rule.severity,
-                at=series.when(series.minutes[run.first] + rule.for_min),
-                start=series.when(series.minutes[run.first]),
-            )
-            for run in _runs(series, beyond)
-            if run.duration_min >= rule.for_min
-        ]
-    # Cumulative: never resets; alarms once, when the running total reaches for_min.
-    held_beyond = np.where(beyond, series.held, 0.0)
-    total_after = np.cumsum(held_beyond)
-    reached = np.flatnonzero(beyond & (total_after >= rule.for_min))
-    if len(reached) == 0:
-        return []
-    i = int(reached[0])
-    total_before = float(total_after[i] - held_beyond[i])
-    first = int(np.flatnonzero(beyond)[0])
-    return [
-        Alarm(
-            rule.id,
-            rule.severity,
-            at=series.when(series.minutes[i] + (rule.for_min - total_before)),
-            start=series.when(series.minutes[first]),
         )
-    ]
+    found = _Found.join(parts)
+    return found.take(np.argsort(found.start, kind="stable"))
 
 
-def _mkt(weights: FloatArray, factors: FloatArray) -> float | None:
-    total = float(weights.sum())
-    if total <= 0:
+def _rule_beyond(series: _Series, rule: Rule) -> BoolArray:
+    beyond = series.beyond(rule.direction, rule.threshold_c)
+    if len(rule.stages) < len(STAGES):
+        beyond &= np.isin(series.stage, [STAGES.index(s) for s in rule.stages])
+    return beyond
+
+
+def _rule_alarms(series: _Series, rule: Rule, code: int) -> _Found | None:
+    """The alarms of one rule: condition start and alarm instant."""
+    beyond = _rule_beyond(series, rule)
+    if not beyond.any():
         return None
-    return float(MKT_DH_OVER_R / -np.log(float((weights * factors).sum()) / total) - KELVIN)
+    for_ns = round(rule.for_min * _NS_PER_MIN)
+    if rule.mode == "single":
+        runs = _runs(series, beyond)
+        starts = series.ts[runs.first[runs.duration >= for_ns]]
+        at = starts + for_ns
+    else:
+        # Cumulative: never resets; alarms once, when the running total reaches for_min,
+        # part-way through the held interval of the reading that crosses it.
+        held_beyond = np.where(beyond, series.held, 0)
+        total_after = np.cumsum(held_beyond)
+        reached = np.flatnonzero(beyond & (total_after >= for_ns))
+        if len(reached) == 0:
+            return None
+        i = int(reached[0])
+        total_before = int(total_after[i] - held_beyond[i])
+        at = np.array([series.ts[i] + (for_ns - total_before)], dtype=np.int64)
+        starts = series.ts[np.flatnonzero(beyond)[:1]]
+    n = len(at)
+    unused = np.zeros(n, np.int64)
+    return _Found(
+        starts, at, unused, np.zeros(n), np.full(n, code, np.int64), np.zeros(n, np.bool_)
+    )
 
 
-def _mkt_window_max(series: _Series, factors: FloatArray, window_h: float) -> float | None:
-    """Highest MKT over windows [ts_i, ts_i + window] that fit inside the data."""
-    window = window_h * 60.0
-    span = float(series.minutes[-1])
-    if span <= window:
-        return _mkt(series.held, factors)
-    weighted_cum = np.concatenate(([0.0], np.cumsum(series.held * factors)))
-    held_cum = np.concatenate(([0.0], np.cumsum(series.held)))
+def _mkt_of(weighted: FloatArray | float, held: FloatArray | float, t_ref: float) -> Any:
+    """MKT in °C from Σ held·e^(ΔH/R·(1/T_ref − 1/T)) and Σ held (factors ≤ 1, no underflow)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 1.0 / (1.0 / t_ref - np.log(np.divide(weighted, held)) / MKT_DH_OVER_R) - KELVIN
 
-    def integrals(at: FloatArray) -> tuple[FloatArray, FloatArray]:
-        j = np.searchsorted(series.minutes, at, side="right") - 1
-        inside = np.minimum(at - series.minutes[j], series.held[j])
-        return weighted_cum[j] + inside * factors[j], held_cum[j] + inside
 
-    starts = series.minutes[series.minutes + window <= span]
+def _mkt(
+    series: _Series, weight: FloatArray, profile: DrugProfile
+) -> tuple[float | None, float | None]:
+    """(MKT over all data, highest MKT over the profile's windows); None without held time."""
+    if weight.sum() <= 0:
+        return None, None
+    held_temp = series.temp[weight > 0]
+    low, high = float(held_temp.min()), float(held_temp.max())
+    t_ref = high + KELVIN
+    with np.errstate(over="ignore", invalid="ignore"):
+        exponent = MKT_DH_OVER_R * (1 / t_ref - 1 / (series.temp + KELVIN))
+        factor = np.where(weight > 0, np.exp(exponent), 0.0)
+
+    def clamp(mkt: Any) -> Any:
+        # MKT lies between the held extremes; float rounding must not take it outside.
+        return np.clip(mkt, low, high)
+
+    overall = float(clamp(_mkt_of(float((weight * factor).sum()), float(weight.sum()), t_ref)))
+    if profile.mkt is None:
+        return overall, overall
+    window = round(profile.mkt.window_h * 60 * _NS_PER_MIN)
+    if series.ts[-1] - series.ts[0] <= window:
+        return overall, overall
+    weight_cum = np.concatenate(([0.0], np.cumsum(weight)))
+    weighted_cum = np.concatenate(([0.0], np.cumsum(weight * factor)))
+
+    def integrals(at: IntArray) -> tuple[FloatArray, FloatArray]:
+        j = np.searchsorted(series.ts, at, side="right") - 1
+        inside = np.minimum((at - series.ts[j]) / _NS_PER_MIN, weight[j])
+        return weighted_cum[j] + inside * factor[j], weight_cum[j] + inside
+
+    starts = series.ts[series.ts + window <= series.ts[-1]]
     f0, h0 = integrals(starts)
     f1, h1 = integrals(starts + window)
     held = h1 - h0
     usable = held > 0
     if not usable.any():
-        return None
-    mkts = MKT_DH_OVER_R / -np.log((f1 - f0)[usable] / held[usable]) - KELVIN
-    return float(mkts.max())
+        return overall, None
+    return overall, float(clamp(_mkt_of(f1[usable] - f0[usable], held[usable], t_ref)).max())
+
+
+def _freeze_thaw_cycles(series: _Series) -> int:
+    """Returns to the starting state: frozen (< 0 °C) ⇄ thawed (> 0 °C), 0 °C changes nothing."""
+    considered = series.valid & series.counted & (series.temp != 0)
+    thawed = series.temp[considered] > 0
+    return int(np.count_nonzero(thawed[1:] != thawed[:-1])) // 2
+
+
+def _datetimes(ns: IntArray) -> list[datetime]:
+    """Bulk ns → aware UTC datetimes, truncated to the microsecond like datetime itself."""
+    return list(pd.to_datetime(ns // 1000, unit="us", utc=True).to_pydatetime())
+
+
+def _minutes(ns: Any) -> float:
+    return float(ns) / _NS_PER_MIN
+
+
+def _verdict(
+    profile: DrugProfile,
+    alarms: list[Alarm],
+    budget: list[BudgetUse],
+    gap_min: float,
+    mkt_window_max: float | None,
+    freeze_thaw_cycles: int,
+) -> Verdict:
+    """The proposal of DESIGN.md §6 rule 7, plus the freeze–thaw limit; QA signs."""
+    if (
+        any(a.severity is Severity.CRITICAL for a in alarms)
+        or any(b.exceeded for b in budget)
+        or (profile.freeze_thaw_max is not None and freeze_thaw_cycles > profile.freeze_thaw_max)
+    ):
+        return "reject"
+    mkt_high = (
+        profile.mkt is not None
+        and mkt_window_max is not None
+        and mkt_window_max > profile.mkt.max_c + _MKT_TOLERANCE_C
+    )
+    return "review" if alarms or gap_min > 0 or mkt_high else "accept"
 
 
 def evaluate(profile: DrugProfile, readings: pd.DataFrame) -> Evaluation:
-    """Evaluate readings (columns ``ts``, ``temp_c``) against ``profile``."""
-    series = _Series(readings, profile.max_gap_min)
-    if len(series) == 0:
-        return Evaluation(
-            0,
-            None,
-            None,
-            None,
-            None,
-            None,
-            None,
-            0.0,
-            0.0,
-            0.0,
-            0.0,
-            [],
-            [],
-            [BudgetUse(b.above_c, b.up_to_c, b.budget_min, 0.0) for b in profile.stability_budget],
-            "review",
-        )
-    temp, held = series.temp, series.held
-    valid = ~np.isnan(temp)
-    above = _beyond(temp, "above", profile.storage.max_c)
-    below = _beyond(temp, "below", profile.storage.min_c)
-    inside = valid & ~above & ~below
-    with np.errstate(over="ignore", invalid="ignore"):
-        factors = np.where(valid, np.exp(-MKT_DH_OVER_R / (temp + KELVIN)), 0.0)
+    """Evaluate readings (``ts``, ``temp_c``, optional ``stage``) against ``profile``.
 
-    alarms = sorted(
-        (a for rule in profile.rules for a in _rule_alarms(series, rule)),
-        key=lambda a: (a.at, a.rule),
-    )
+    ``ts`` must be timezone-aware; an empty ``temp_c`` is a sensor error; ``stage`` is
+    origin, in_transit or destination (every reading is in_transit without the column).
+    A malformed frame raises ValueError.
+    """
+    series = _Series(readings, profile)
+    if len(series) == 0:
+        empty_budget = [
+            BudgetUse(b.above_c, b.up_to_c, b.budget_min, 0.0) for b in profile.stability_budget
+        ]
+        return Evaluation(
+            0, None, None, None, None, None, None, 0.0, 0.0, 0.0, 0.0, [], [], empty_budget,
+            "review", 0, 0.0,
+        )  # fmt: skip
+    temp, held = series.temp, series.held
+    value = series.valid & series.counted  # readings whose held time is evaluated
+    above = series.beyond("above", profile.storage.max_c)
+    below = series.beyond("below", profile.storage.min_c)
+    inside = value & ~above & ~below
+
+    excursions = _excursions(series, profile)
+    alarm_parts = [_rule_alarms(series, rule, i) for i, rule in enumerate(profile.rules)]
+    alarms = _Found.join([a for a in alarm_parts if a is not None])
+    # Alarms in firing order; simultaneous ones by rule id.
+    id_rank = np.argsort(np.argsort([rule.id for rule in profile.rules])).astype(np.int64)
+    alarms = alarms.take(np.lexsort((id_rank[alarms.code], alarms.end)))
+
     budget = []
     for band in profile.stability_budget:
         with np.errstate(invalid="ignore"):
-            in_band = (temp > band.above_c) & (temp <= band.up_to_c)
+            in_band = value & (temp > band.above_c) & (temp <= band.up_to_c)
         budget.append(
-            BudgetUse(band.above_c, band.up_to_c, band.budget_min, float(held[in_band].sum()))
+            BudgetUse(band.above_c, band.up_to_c, band.budget_min, _minutes(held[in_band].sum()))
         )
-    mkt_window_max = (
-        _mkt_window_max(series, factors, profile.mkt.window_h)
-        if profile.mkt
-        else _mkt(held, factors)
+    mkt_c, mkt_window_max = _mkt(series, np.where(value, held / _NS_PER_MIN, 0.0), profile)
+    gap_min = _minutes(series.gap.sum())
+    cycles = _freeze_thaw_cycles(series)
+
+    instants = _datetimes(
+        np.concatenate(
+            (excursions.start, excursions.end, alarms.end, alarms.start, series.ts[[0, -1]])
+        )
     )
-    gap_min = float(series.gap.sum())
+    n_exc, n_alarm = len(excursions.start), len(alarms.start)
+    exc_start, exc_end = instants[:n_exc], instants[n_exc : 2 * n_exc]
+    alarm_at = instants[2 * n_exc : 2 * n_exc + n_alarm]
+    alarm_start = instants[2 * n_exc + n_alarm : 2 * n_exc + 2 * n_alarm]
+    excursion_list = [
+        Excursion(_DIRECTIONS[code], start, None if is_open else end, dur / _NS_PER_MIN, peak)
+        for code, start, end, is_open, dur, peak in zip(
+            excursions.code.tolist(),
+            exc_start,
+            exc_end,
+            excursions.open.tolist(),
+            excursions.duration.tolist(),
+            excursions.value.tolist(),
+            strict=True,
+        )
+    ]
+    rules = profile.rules
+    alarm_list = [
+        Alarm(rules[code].id, rules[code].severity, at, start)
+        for code, at, start in zip(alarms.code.tolist(), alarm_at, alarm_start, strict=True)
+    ]
 
-    critical = any(a.severity is Severity.CRITICAL for a in alarms)
-    if critical or any(b.exceeded for b in budget):
-        verdict: Literal["accept", "review", "reject"] = "reject"
-    elif (
-        alarms
-        or gap_min > 0
-        or (profile.mkt and mkt_window_max is not None and mkt_window_max > profile.mkt.max_c)
-    ):
-        verdict = "review"
-    else:
-        verdict = "accept"
-
+    verdict = _verdict(profile, alarm_list, budget, gap_min, mkt_window_max, cycles)
     return Evaluation(
         readings=len(series),
-        start=series.when(0.0),
-        end=series.when(float(series.minutes[-1])),
-        min_c=float(np.nanmin(temp)) if valid.any() else None,
-        max_c=float(np.nanmax(temp)) if valid.any() else None,
-        mkt_c=_mkt(held, factors),
+        start=instants[-2],
+        end=instants[-1],
+        min_c=float(temp[value].min()) if value.any() else None,
+        max_c=float(temp[value].max()) if value.any() else None,
+        mkt_c=mkt_c,
         mkt_window_max_c=mkt_window_max,
-        time_in_range_min=float(held[inside].sum()),
-        time_above_range_min=float(held[above].sum()),
-        time_below_range_min=float(held[below].sum()),
+        time_in_range_min=_minutes(held[inside].sum()),
+        time_above_range_min=_minutes(held[above].sum()),
+        time_below_range_min=_minutes(held[below].sum()),
         data_gap_min=gap_min,
-        excursions=_excursions(series, profile),
-        alarms=alarms,
+        excursions=excursion_list,
+        alarms=alarm_list,
         budget=budget,
         verdict=verdict,
+        freeze_thaw_cycles=cycles,
+        ignored_min=_minutes(held[~series.counted].sum()),
     )
+
+
+# RFC 3339 times end in Z or a ±HH:MM offset; anything else is device-local and ambiguous.
+_OFFSET = r"(?:[Zz]|[+-]\d{2}:?\d{2})$"
+_CSV_COLUMNS = ("ts", "temp_c", "stage")
+
+
+def _refuse(
+    path: str, cells: pd.DataFrame, lines: IntArray, bad: Any, column: str, why: str
+) -> None:
+    """Raise for the first line where ``bad`` holds, naming line, column, value and reason."""
+    bad = np.asarray(bad, dtype=np.bool_)
+    if bad.any():
+        i = int(np.argmax(bad))
+        more = int(bad.sum()) - 1
+        raise ValueError(
+            f"{path}: line {lines[i]}, column {column}: {cells[column].iloc[i]!r} {why}"
+            + (f" ({more} more such line(s))" if more else "")
+        )
 
 
 def read_readings_csv(path: str) -> pd.DataFrame:
-    """Read a ``ts,temp_c`` CSV; a missing column or unparseable time is a ValueError."""
-    frame = pd.read_csv(path, dtype={"temp_c": "float64"}, keep_default_na=True)
-    missing = {"ts", "temp_c"} - set(frame.columns)
+    """Read a ``ts,temp_c[,stage]`` CSV into a frame for :func:`evaluate`.
+
+    Rows may be unsorted or repeated; blank lines are skipped; a missing or empty ``temp_c``
+    is a sensor error. Anything else that is not a reading — a time without a UTC offset, a
+    value that is not a number, an unknown stage or column — is a ValueError naming the
+    file, line and column.
+    """
+    try:
+        # header=None: the parser then names the line of any row longer than the header.
+        raw = pd.read_csv(
+            path,
+            header=None,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            encoding="utf-8-sig",
+        )
+    except pd.errors.EmptyDataError as exc:
+        raise ValueError(f"{path}: empty file (header must be ts,temp_c)") from exc
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable CSV ({exc})") from exc
+    header = [str(name).strip() for name in raw.iloc[0]]
+    missing = {"ts", "temp_c"} - set(header)
     if missing:
         raise ValueError(
             f"{path}: missing column(s) {', '.join(sorted(missing))} (header must be ts,temp_c)"
         )
-    try:
-        frame["ts"] = pd.to_datetime(frame["ts"], utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
+    unknown = [name for name in header if name not in _CSV_COLUMNS]
+    if unknown:
         raise ValueError(
-            f"{path}: column ts has a value that is not an RFC 3339 time ({exc})"
-        ) from exc
+            f"{path}: unknown column(s) {', '.join(n or repr(n) for n in unknown)} "
+            f"(allowed: {', '.join(_CSV_COLUMNS)})"
+        )
+    if len(set(header)) != len(header):
+        raise ValueError(f"{path}: repeated column in header {','.join(header)}")
+    rows = raw.iloc[1:].set_axis(header, axis="columns").reset_index(drop=True)
+    lines = np.arange(2, len(rows) + 2, dtype=np.int64)  # the header is line 1
+    cells = rows.fillna("").astype(str).apply(lambda column: column.str.strip())
+    blank = (cells == "").all(axis=1).to_numpy()  # blank lines are skipped
+    cells, lines = cells[~blank].reset_index(drop=True), lines[~blank]
+
+    def check(bad: Any, column: str, why: str) -> None:
+        _refuse(path, cells, lines, bad, column, why)
+
+    text = cells["ts"]
+    check(text == "", "ts", "is empty; every reading needs a time")
+    check(~text.str.contains(_OFFSET), "ts", "has no UTC offset (write e.g. Z or +01:00)")
+    ts = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
+    check(ts.isna(), "ts", "is not an RFC 3339 time")
+
+    written = cells["temp_c"] != ""
+    temp = pd.to_numeric(cells["temp_c"].where(written), errors="coerce").to_numpy(
+        dtype=np.float64, na_value=np.nan
+    )
+    check(written & ~np.isfinite(temp), "temp_c", "is not a number (empty: sensor error)")
+    check(temp <= -KELVIN, "temp_c", "is below absolute zero")
+
+    frame = pd.DataFrame({"ts": ts, "temp_c": temp})
+    if "stage" in cells.columns:
+        check(~cells["stage"].isin(STAGES), "stage", f"is not one of {', '.join(STAGES)}")
+        frame["stage"] = cells["stage"]
     return frame

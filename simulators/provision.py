@@ -1,33 +1,55 @@
-"""Register a scenario's loggers and create its shipments, so its readings have a home."""
+"""Give a scenario's readings a home: loggers, case stubs and shipments, through the
+project's own services, so a demo or an end-to-end test needs nothing done by hand."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 import psycopg
 
+from case_link.cases import create_case_stub, link_shipment
 from case_link.shipments import Place, assign_device, create_shipment
 from core.db import Row
+from ingest.credentials import set_device_password
 from ingest.devices import register_device
+from monitor.profiles import catalog
 from monitor.service import sync_catalog
-from simulators.scenario import Scenario, ShipmentPlan
+from simulators.device import plan_route
+from simulators.publisher import LoggerIdentity, device_password
+from simulators.scenario import Scenario, ScenarioError, ShipmentPlan
+
+ACTOR = "simulator"
 
 
 def provision(
-    conn: psycopg.Connection[Row], scenario: Scenario, plans: list[ShipmentPlan], start: datetime
+    conn: psycopg.Connection[Row],
+    scenario: Scenario,
+    plans: list[ShipmentPlan],
+    start: datetime,
+    *,
+    seed: int | None = None,
+    secret_key: str | None = None,
 ) -> dict[str, int]:
-    """Devices, profiles and shipments for a run starting at ``start``; ref → shipment_id."""
+    """Devices, case stubs and shipments for a run starting at ``start``; ref → shipment_id.
+
+    Idempotent: provisioning the same scenario again reuses what exists. With a secret
+    key each logger also gets its derived MQTT password (docs/simulators.md).
+    """
+    known = catalog()
+    for plan in plans:
+        if plan.profile not in known:
+            raise ScenarioError(
+                f"shipment {plan.ref}: drug profile {plan.profile!r} is not in the monitor "
+                f"catalog ({', '.join(sorted(known))}); add it to monitor/catalog/ first"
+            )
+    seed = scenario.seed if seed is None else seed
     shipment_ids = {}
     with conn.transaction():
         sync_catalog(conn)
+        register_loggers(conn, plans, scenario.interval_min, secret_key=secret_key)
         for plan in plans:
-            register_device(
-                conn,
-                plan.device,
-                plan.carrier,
-                max(1, round(scenario.interval_min)),
-                actor="simulator",
-            )
+            delivered_min = plan_route(plan, seed).delivered_at_min
             shipment_id = create_shipment(
                 conn,
                 shipment_ref=plan.ref,
@@ -41,22 +63,49 @@ def provision(
                     plan.destination.tz,
                 ),
                 departed_at=start,
-                expected_delivery_at=start + timedelta(hours=scenario.duration_h),
-                actor="simulator",
+                expected_delivery_at=start + timedelta(minutes=delivered_min),
+                actor=ACTOR,
             )
-            current = conn.execute(
-                "SELECT shipment_id FROM shipment_devices WHERE device_id = %s "
-                "AND assigned_until IS NULL",
-                (plan.device,),
-            ).fetchone()
-            if current is not None and current["shipment_id"] != shipment_id:
-                # The logger moves on: its previous trip ends where this one starts.
-                conn.execute(
-                    "UPDATE shipment_devices SET assigned_until = GREATEST(%s, assigned_from "
-                    "+ interval '1 second') WHERE device_id = %s AND assigned_until IS NULL",
-                    (start, plan.device),
-                )
-            if current is None or current["shipment_id"] != shipment_id:
-                assign_device(conn, shipment_id, plan.device, start, actor="simulator")
+            case_id = create_case_stub(conn, f"CASE-{plan.ref}", ACTOR)
+            link_shipment(conn, shipment_id, case_id, ACTOR)
+            _assign(conn, shipment_id, plan.device, start)
             shipment_ids[plan.ref] = shipment_id
     return shipment_ids
+
+
+def register_loggers(
+    conn: psycopg.Connection[Row],
+    loggers: Iterable[LoggerIdentity],
+    interval_min: float,
+    *,
+    secret_key: str | None = None,
+) -> int:
+    """Register (or reactivate) each logger; returns how many there were."""
+    count = 0
+    for logger in loggers:
+        register_device(
+            conn, logger.device, logger.carrier, max(1, round(interval_min)), actor=ACTOR
+        )
+        if secret_key:
+            set_device_password(
+                conn, logger.device, device_password(secret_key, logger.device), actor=ACTOR
+            )
+        count += 1
+    return count
+
+
+def _assign(conn: psycopg.Connection[Row], shipment_id: int, device: str, start: datetime) -> None:
+    current = conn.execute(
+        "SELECT shipment_id FROM shipment_devices WHERE device_id = %s AND assigned_until IS NULL",
+        (device,),
+    ).fetchone()
+    if current is not None and current["shipment_id"] == shipment_id:
+        return
+    if current is not None:
+        # The logger moves on: its previous trip ends where this one starts.
+        conn.execute(
+            "UPDATE shipment_devices SET assigned_until = GREATEST(%s, assigned_from "
+            "+ interval '1 second') WHERE device_id = %s AND assigned_until IS NULL",
+            (start, device),
+        )
+    assign_device(conn, shipment_id, device, start, actor=ACTOR)

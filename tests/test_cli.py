@@ -161,7 +161,10 @@ def test_monitor_evaluate_bad_input(tmp_path: Path) -> None:
 
 def test_simulate_list_and_reproducible_output(tmp_path: Path) -> None:
     listed = coldchain("simulate", "--list")
-    assert listed.returncode == 0 and listed.stdout.startswith("walking-skeleton")
+    assert listed.returncode == 0
+    lines = listed.stdout.splitlines()
+    assert len(lines) >= 17 and any(line.startswith("walking-skeleton ") for line in lines)
+    assert [line.split()[0] for line in lines] == sorted(line.split()[0] for line in lines)
     digests = []
     for name in ("a.jsonl", "b.jsonl"):
         out = tmp_path / name
@@ -194,4 +197,88 @@ def test_simulate_list_and_reproducible_output(tmp_path: Path) -> None:
 
 def test_simulate_unknown_scenario() -> None:
     result = coldchain("simulate", "--scenario", "nope")
-    assert result.returncode == 2 and "shipped scenarios: walking-skeleton" in result.stderr
+    assert result.returncode == 2
+    assert "no scenario 'nope'" in result.stderr and "walking-skeleton" in result.stderr
+
+
+def test_simulate_invalid_file_names_field_and_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "name: bad\n"
+        "description: x\n"
+        "duration_h: 2\n"
+        "shipments:\n"
+        "  - ref: BAD-001\n"
+        "    device: LOG-BAD\n"
+        "    carrier: acme-cold\n"
+        "    profile: refrigerated-2-8\n"
+        "    lane: MEM-FRA\n"
+        "    events:\n"
+        "      - {type: door_open, at_min: 10, duration_min: -5}\n"
+        "      - {type: meteor_strike, at_min: 10}\n"
+    )
+    result = coldchain("simulate", "--scenario", str(bad), "--output", str(tmp_path / "o.jsonl"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{bad}:11: shipments.0.events.0.duration_min: Input should be greater than 0" in (
+        result.stderr
+    )
+    assert f"{bad}:12: shipments.0.events.1" in result.stderr and "meteor_strike" in result.stderr
+    bad.write_text("name: bad\ndescription: [unclosed\n")
+    result = coldchain("simulate", "--scenario", str(bad), "--output", str(tmp_path / "o.jsonl"))
+    assert result.returncode == 2 and f"{bad}:3: not valid YAML" in result.stderr
+
+
+def test_simulate_unreachable_broker_is_one_clear_line() -> None:
+    result = coldchain(
+        "simulate",
+        "--scenario",
+        "door-open",
+        "--speed",
+        "max",
+        env={"COLDCHAIN_MQTT_URL": "mqtt://127.0.0.1:1"},
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("coldchain: error: cannot connect to the MQTT broker at mqtt://127.0.0.1:1")
+    )
+
+
+def test_simulate_replays_a_logger_export(tmp_path: Path) -> None:
+    export = tmp_path / "export.csv"
+    export.write_text(
+        "ts,temp_c,lat,lon\n"
+        "2026-02-01 09:00:00,4.8,50.03,8.56\n"
+        "2026-02-01 09:10:00,,50.04,8.57\n"
+        "2026-02-01 09:20:00,9.1,,\n"
+    )
+    out = tmp_path / "replay.jsonl"
+    args = ["simulate", "--replay", str(export), "--device", "LOG-REAL-1", "--carrier", "acme-cold"]
+    naive = coldchain(*args, "--output", str(out))
+    assert naive.returncode == 2 and "line 2: ts '2026-02-01 09:00:00' has no UTC offset" in (
+        naive.stderr
+    )
+    done = coldchain(*args, "--tz", "Europe/Berlin", "--output", str(out), "--progress")
+    assert done.returncode == 0, done.stderr
+    assert "100%" in done.stderr  # the progress bar, forced on without a terminal
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {line["topic"] for line in lines} == {"coldchain/v1/acme-cold/LOG-REAL-1/telemetry"}
+    payloads = [json.loads(line["payload"]) for line in lines]
+    assert [p["ts"] for p in payloads] == [
+        "2026-02-01T08:00:00Z",  # 09:00 in Berlin (CET, UTC+1)
+        "2026-02-01T08:10:00Z",
+        "2026-02-01T08:20:00Z",
+    ]
+    assert payloads[1]["temp_c"] is None and payloads[1]["status"] == "sensor_error"
+    assert "lat" not in payloads[2] and payloads[0]["lat"] == 50.03
+    export.write_text("ts,temp_c\n2026-02-01T09:00:00Z,250\n")
+    hot = coldchain(*args, "--output", str(out))
+    assert hot.returncode == 2 and "line 2: temp_c: 250.0 is outside the plausible range" in (
+        hot.stderr
+    )
+
+
+def test_simulate_load_needs_a_rate() -> None:
+    result = coldchain("simulate", "--load", env={"COLDCHAIN_MQTT_URL": "mqtt://127.0.0.1:1"})
+    assert result.returncode == 2 and "--load needs --rate" in result.stderr
