@@ -87,8 +87,9 @@ def monitor_run(args: argparse.Namespace) -> int:
 
 
 def monitor_evaluate(args: argparse.Namespace) -> int:
-    from monitor.evaluation import evaluate, read_readings_csv
+    from monitor.evaluation import evaluate
     from monitor.profiles import ProfileError, load_profile
+    from monitor.readings import read_readings_csv
     from monitor.report import format_table
 
     try:

@@ -14,21 +14,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from core.clock import isoformat_utc
 from core.severity import Severity
+from monitor.models import Alarm, BudgetUse, Direction, Evaluation, Excursion, Verdict
 from monitor.profiles import STAGES, DrugProfile, Rule
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
-Direction = Literal["above", "below"]
-Verdict = Literal["accept", "review", "reject"]
 # USP <1079.2>: ΔH = 83.144 kJ/mol, R = 8.3144 J/(mol·K), so ΔH/R = 10 000 K.
 MKT_DH_OVER_R = 10_000.0
 KELVIN = 273.15
@@ -38,113 +36,6 @@ _MKT_TOLERANCE_C = 1e-9
 _NS_PER_MIN = 60_000_000_000
 _DIRECTIONS: tuple[Direction, Direction] = ("above", "below")
 _IN_TRANSIT = STAGES.index("in_transit")
-
-
-@dataclass(frozen=True, slots=True)
-class Excursion:
-    direction: Direction
-    start: datetime
-    end: datetime | None  # None: still beyond range at the last reading
-    duration_min: float
-    peak_c: float
-
-
-@dataclass(frozen=True, slots=True)
-class Alarm:
-    rule: str
-    severity: Severity
-    at: datetime
-    start: datetime  # when the condition began (the excursion start, not the alarm)
-
-
-@dataclass(frozen=True, slots=True)
-class BudgetUse:
-    above_c: float
-    up_to_c: float
-    budget_min: float
-    used_min: float
-
-    @property
-    def remaining_min(self) -> float:
-        return self.budget_min - self.used_min
-
-    @property
-    def exceeded(self) -> bool:
-        return self.used_min > self.budget_min
-
-
-@dataclass(frozen=True, slots=True)
-class Evaluation:
-    readings: int
-    start: datetime | None
-    end: datetime | None
-    min_c: float | None
-    max_c: float | None
-    mkt_c: float | None
-    mkt_window_max_c: float | None
-    time_in_range_min: float
-    time_above_range_min: float
-    time_below_range_min: float
-    data_gap_min: float
-    excursions: list[Excursion]
-    alarms: list[Alarm]
-    budget: list[BudgetUse]
-    verdict: Verdict
-    freeze_thaw_cycles: int
-    ignored_min: float  # time held by readings in the start-up ignore period
-
-    def to_json(self) -> dict[str, Any]:
-        def when(value: datetime | None) -> str | None:
-            return None if value is None else isoformat_utc(value)
-
-        def num(value: float | None) -> float | None:
-            return None if value is None else round(value, 4)
-
-        return {
-            "readings": self.readings,
-            "start": when(self.start),
-            "end": when(self.end),
-            "min_c": num(self.min_c),
-            "max_c": num(self.max_c),
-            "mkt_c": num(self.mkt_c),
-            "mkt_window_max_c": num(self.mkt_window_max_c),
-            "time_in_range_min": num(self.time_in_range_min),
-            "time_above_range_min": num(self.time_above_range_min),
-            "time_below_range_min": num(self.time_below_range_min),
-            "data_gap_min": num(self.data_gap_min),
-            "ignored_min": num(self.ignored_min),
-            "freeze_thaw_cycles": self.freeze_thaw_cycles,
-            "excursions": [
-                {
-                    "direction": e.direction,
-                    "start": when(e.start),
-                    "end": when(e.end),
-                    "duration_min": num(e.duration_min),
-                    "peak_c": num(e.peak_c),
-                }
-                for e in self.excursions
-            ],
-            "alarms": [
-                {
-                    "rule": a.rule,
-                    "severity": a.severity.value,
-                    "at": when(a.at),
-                    "start": when(a.start),
-                }
-                for a in self.alarms
-            ],
-            "budget": [
-                {
-                    "above_c": b.above_c,
-                    "up_to_c": b.up_to_c,
-                    "budget_min": b.budget_min,
-                    "used_min": num(b.used_min),
-                    "remaining_min": num(b.remaining_min),
-                }
-                for b in self.budget
-            ],
-            "verdict": self.verdict,
-        }
 
 
 def _utc_ns(column: pd.Series) -> IntArray:
@@ -520,87 +411,3 @@ def evaluate(profile: DrugProfile, readings: pd.DataFrame) -> Evaluation:
         freeze_thaw_cycles=cycles,
         ignored_min=_minutes(held[~series.counted].sum()),
     )
-
-
-# RFC 3339 times end in Z or a ±HH:MM offset; anything else is device-local and ambiguous.
-_OFFSET = r"(?:[Zz]|[+-]\d{2}:?\d{2})$"
-_CSV_COLUMNS = ("ts", "temp_c", "stage")
-
-
-def _refuse(
-    path: str, cells: pd.DataFrame, lines: IntArray, bad: Any, column: str, why: str
-) -> None:
-    """Raise for the first line where ``bad`` holds, naming line, column, value and reason."""
-    bad = np.asarray(bad, dtype=np.bool_)
-    if bad.any():
-        i = int(np.argmax(bad))
-        more = int(bad.sum()) - 1
-        raise ValueError(
-            f"{path}: line {lines[i]}, column {column}: {cells[column].iloc[i]!r} {why}"
-            + (f" ({more} more such line(s))" if more else "")
-        )
-
-
-def read_readings_csv(path: str) -> pd.DataFrame:
-    """Read a ``ts,temp_c[,stage]`` CSV into a frame for :func:`evaluate`.
-
-    Rows may be unsorted or repeated; blank lines are skipped; a missing or empty ``temp_c``
-    is a sensor error. Anything else that is not a reading — a time without a UTC offset, a
-    value that is not a number, an unknown stage or column — is a ValueError naming the
-    file, line and column.
-    """
-    try:
-        # header=None: the parser then names the line of any row longer than the header.
-        raw = pd.read_csv(
-            path,
-            header=None,
-            dtype=str,
-            keep_default_na=False,
-            skip_blank_lines=False,
-            encoding="utf-8-sig",
-        )
-    except pd.errors.EmptyDataError as exc:
-        raise ValueError(f"{path}: empty file (header must be ts,temp_c)") from exc
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: not a readable CSV ({exc})") from exc
-    header = [str(name).strip() for name in raw.iloc[0]]
-    missing = {"ts", "temp_c"} - set(header)
-    if missing:
-        raise ValueError(
-            f"{path}: missing column(s) {', '.join(sorted(missing))} (header must be ts,temp_c)"
-        )
-    unknown = [name for name in header if name not in _CSV_COLUMNS]
-    if unknown:
-        raise ValueError(
-            f"{path}: unknown column(s) {', '.join(n or repr(n) for n in unknown)} "
-            f"(allowed: {', '.join(_CSV_COLUMNS)})"
-        )
-    if len(set(header)) != len(header):
-        raise ValueError(f"{path}: repeated column in header {','.join(header)}")
-    rows = raw.iloc[1:].set_axis(header, axis="columns").reset_index(drop=True)
-    lines = np.arange(2, len(rows) + 2, dtype=np.int64)  # the header is line 1
-    cells = rows.fillna("").astype(str).apply(lambda column: column.str.strip())
-    blank = (cells == "").all(axis=1).to_numpy()  # blank lines are skipped
-    cells, lines = cells[~blank].reset_index(drop=True), lines[~blank]
-
-    def check(bad: Any, column: str, why: str) -> None:
-        _refuse(path, cells, lines, bad, column, why)
-
-    text = cells["ts"]
-    check(text == "", "ts", "is empty; every reading needs a time")
-    check(~text.str.contains(_OFFSET), "ts", "has no UTC offset (write e.g. Z or +01:00)")
-    ts = pd.to_datetime(text, utc=True, format="ISO8601", errors="coerce")
-    check(ts.isna(), "ts", "is not an RFC 3339 time")
-
-    written = cells["temp_c"] != ""
-    temp = pd.to_numeric(cells["temp_c"].where(written), errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
-    check(written & ~np.isfinite(temp), "temp_c", "is not a number (empty: sensor error)")
-    check(temp <= -KELVIN, "temp_c", "is below absolute zero")
-
-    frame = pd.DataFrame({"ts": ts, "temp_c": temp})
-    if "stage" in cells.columns:
-        check(~cells["stage"].isin(STAGES), "stage", f"is not one of {', '.join(STAGES)}")
-        frame["stage"] = cells["stage"]
-    return frame

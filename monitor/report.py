@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from core.clock import isoformat_utc
-from monitor.evaluation import Evaluation
+from monitor.models import Evaluation
 from monitor.profiles import DrugProfile
 
 

@@ -18,7 +18,8 @@ from alerts.service import raise_alert
 from core.clock import Clock
 from core.db import Row
 from monitor import queries
-from monitor.evaluation import Alarm, Evaluation, evaluate
+from monitor.evaluation import evaluate
+from monitor.models import Alarm, Evaluation
 from monitor.profiles import DrugProfile, catalog
 
 log = logging.getLogger(__name__)

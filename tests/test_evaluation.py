@@ -16,8 +16,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.evaluation import evaluate, read_readings_csv
+from monitor.evaluation import evaluate
 from monitor.profiles import STAGES, DrugProfile
+from monitor.readings import read_readings_csv
 
 T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 Point = tuple[float, float | None] | tuple[float, float | None, str]
