@@ -103,7 +103,7 @@ def start_all(
     )
 
     scheduler = BackgroundScheduler(timezone="UTC")
-    add_alert_jobs(scheduler, pool, settings=settings)
+    add_alert_jobs(scheduler, pool)
     scheduler.start()
     group.on_stop(lambda: scheduler.shutdown(wait=True))
 
