@@ -6,6 +6,9 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from alerts.models import Notification
+from core.settings import Settings
+
 log = logging.getLogger(__name__)
 
 
@@ -26,7 +29,7 @@ class Delivery:
 class Channel(Protocol):
     name: str
 
-    def send(self, recipient: str, body: str) -> Delivery: ...
+    def send(self, notification: Notification) -> Delivery: ...
 
 
 class OutboxChannel:
@@ -38,10 +41,24 @@ class OutboxChannel:
 
     name = "outbox"
 
-    def send(self, recipient: str, body: str) -> Delivery:
-        log.info("outbox message", extra={"recipient": recipient, "body": body})
+    def send(self, notification: Notification) -> Delivery:
+        log.info(
+            "outbox message",
+            extra={
+                "notification_id": notification.notification_id,
+                "recipient": notification.recipient,
+                "body": notification.body,
+            },
+        )
         return Delivery(status="delivered", provider_ref=None)
 
 
-def default_channels() -> dict[str, Channel]:
-    return {"outbox": OutboxChannel()}
+def default_channels(settings: Settings) -> dict[str, Channel]:
+    """The outbox always; Twilio SMS and voice when TWILIO_* are set."""
+    channels: dict[str, Channel] = {"outbox": OutboxChannel()}
+    if settings.twilio_enabled:
+        # Imported here: twilio_channels builds on this module's ChannelError and Delivery.
+        from alerts.twilio_channels import twilio_channels
+
+        channels.update(twilio_channels(settings))
+    return channels

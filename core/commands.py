@@ -115,10 +115,8 @@ def alerts_run(_args: argparse.Namespace) -> int:
     settings = _settings()
     pool = create_pool(settings.require_database_url(), name="alerts")
     scheduler = BlockingScheduler(timezone="UTC")
-    add_alert_jobs(scheduler, pool)
-    from alerts.channels import default_channels
-
-    log.info("alerts worker running", extra={"channels": ",".join(default_channels())})
+    channels = add_alert_jobs(scheduler, pool, settings=settings)
+    log.info("alerts worker running", extra={"channels": ",".join(channels)})
     try:
         scheduler.start()
     finally:

@@ -13,6 +13,7 @@ from prometheus_client import make_asgi_app
 from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from alerts.webhooks import router as twilio_webhooks
 from core.db import Row
 from core.settings import Settings
 from ingest.api import router as telemetry_router
@@ -42,6 +43,7 @@ def create_app(settings: Settings, pool: ConnectionPool[psycopg.Connection[Row]]
         return _problem(422, "request is not valid", detail)
 
     app.include_router(telemetry_router)
+    app.include_router(twilio_webhooks)
     # Prometheus metrics of this process (HTTP ingest counters and the default collectors).
     app.mount("/metrics", make_asgi_app())
 

@@ -103,7 +103,7 @@ def start_all(
     )
 
     scheduler = BackgroundScheduler(timezone="UTC")
-    add_alert_jobs(scheduler, pool)
+    add_alert_jobs(scheduler, pool, settings=settings)
     scheduler.start()
     group.on_stop(lambda: scheduler.shutdown(wait=True))
 

@@ -9,6 +9,7 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from alerts.channels import ChannelError, Delivery, OutboxChannel
+from alerts.models import Notification
 from alerts.service import deliver_due
 from core.audit import verify_chain
 from core.clock import FixedClock
@@ -135,7 +136,7 @@ class _Flaky:
         self.permanent = permanent
         self.calls = 0
 
-    def send(self, recipient: str, body: str) -> Delivery:
+    def send(self, notification: Notification) -> Delivery:
         self.calls += 1
         raise ChannelError("provider said no", permanent=self.permanent)
 
