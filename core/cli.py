@@ -196,6 +196,28 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id", metavar="KEY_ID")
     revoke.set_defaults(handler=c.carriers_revoke_key)
 
+    users = sub.add_parser("users", help="staff accounts and roles").add_subparsers(
+        dest="users_command", required=True
+    )
+    add_user = users.add_parser(
+        "add", help="create a staff account (prints a generated password once)"
+    )
+    add_user.add_argument("email", metavar="EMAIL")
+    add_user.add_argument("--name", required=True, help="display name, e.g. 'Dana Reyes'")
+    add_user.add_argument("--role", required=True, choices=("logistics", "qa", "clinical", "admin"))
+    add_user.add_argument(
+        "--password-file",
+        metavar="FILE",
+        help="take the password from this file instead of generating one",
+    )
+    add_user.set_defaults(handler=c.users_add)
+    users.add_parser("list", help="list staff accounts").set_defaults(handler=c.users_list)
+    deactivate_user = users.add_parser(
+        "deactivate", help="refuse further logins and end the user's sessions"
+    )
+    deactivate_user.add_argument("email", metavar="EMAIL")
+    deactivate_user.set_defaults(handler=c.users_deactivate)
+
     demo = sub.add_parser("demo", help="everything on embedded defaults with a simulated fleet")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--api-port", type=int, default=8000)

@@ -312,3 +312,53 @@ def carriers_revoke_key(args: argparse.Namespace) -> int:
             raise StartupError(str(exc)) from exc
     _out(f"revoked API key {args.key_id} of carrier {carrier}")
     return 0
+
+
+def users_add(args: argparse.Namespace) -> int:
+    from core.accounts import AccountError, create_user, new_password
+    from core.db import connect
+
+    settings = _settings()
+    generated = args.password_file is None
+    password = new_password() if generated else _read_secret(args.password_file)
+    with connect(settings.require_database_url()) as conn:
+        try:
+            user = create_user(conn, args.email, args.name, args.role, password, actor="cli")
+        except AccountError as exc:
+            raise StartupError(str(exc)) from exc
+    _out(f"created {user.role} account {user.email} ({user.display_name})")
+    if generated:
+        _out(f"password (shown once; hand it over privately): {password}")
+    return 0
+
+
+def users_list(_args: argparse.Namespace) -> int:
+    from core.accounts import list_users
+    from core.db import connect
+
+    settings = _settings()
+    with connect(settings.require_database_url()) as conn:
+        rows = list_users(conn)
+    _out(f"{'EMAIL':<32} {'ROLE':<10} {'ACTIVE':<7} {'LAST LOGIN':<26} NAME")
+    for row in rows:
+        last = row["last_login_at"].isoformat() if row["last_login_at"] else "never"
+        _out(
+            f"{row['email']:<32} {row['role']:<10} {'yes' if row['active'] else 'no':<7} "
+            f"{last:<26} {row['display_name']}"
+        )
+    return 0
+
+
+def users_deactivate(args: argparse.Namespace) -> int:
+    from core.accounts import AccountError, deactivate_user
+    from core.clock import SystemClock
+    from core.db import connect
+
+    settings = _settings()
+    with connect(settings.require_database_url()) as conn:
+        try:
+            revoked = deactivate_user(conn, args.email, actor="cli", now=SystemClock().now())
+        except AccountError as exc:
+            raise StartupError(str(exc)) from exc
+    _out(f"deactivated {args.email.strip().lower()}; {revoked} open session(s) ended")
+    return 0

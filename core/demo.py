@@ -7,8 +7,11 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
+
+from core.accounts import create_user, new_password, set_password
 from core.clock import SystemClock
-from core.db import create_pool
+from core.db import Row, create_pool
 from core.embedded import EmbeddedBroker, EmbeddedPostgres
 from core.migrations import migrate
 from core.runner import ServiceGroup, start_all, stop_on_signals
@@ -67,8 +70,12 @@ def run_demo(args: argparse.Namespace, settings: Settings, cwd: Path) -> int:
         fleet = MqttFleet(settings.mqtt, settings.topic_prefix, plans, secret_key=secret_key)
         group.thread("simulator", lambda: _publish(fleet, messages, args.speed, group))
 
+        with pool.connection() as conn:
+            email, password = _demo_login(conn, data_dir)
+
         _out("")
         _out(f"  Dashboard:  http://{args.host}:{args.dashboard_port}/")
+        _out(f"  Sign in:    {email} / {password}   (role admin; local demo only)")
         _out(f"  API:        http://{args.host}:{args.api_port}/docs")
         _out(
             f"  Fleet:      {len(plans)} simulated loggers ({scenario.name}) at "
@@ -101,3 +108,23 @@ def _publish(
     finally:
         fleet.close()
     log.info("simulated fleet finished its trips", extra={"messages": sent})
+
+
+DEMO_EMAIL = "demo@coldchain.example"
+
+
+def _demo_login(conn: psycopg.Connection[Row], data_dir: Path) -> tuple[str, str]:
+    """The demo's admin account: created on the first run, its password kept (mode 0600)
+    in the data folder so later runs against the same database can print it again."""
+    secret = data_dir / "demo-login.txt"
+    exists = conn.execute("SELECT 1 FROM staff_users WHERE email = %s", (DEMO_EMAIL,)).fetchone()
+    if exists is not None and secret.exists():
+        return DEMO_EMAIL, secret.read_text(encoding="utf-8").strip()
+    password = new_password()
+    if exists is None:
+        create_user(conn, DEMO_EMAIL, "Demo Admin", "admin", password, actor="demo")
+    else:
+        set_password(conn, DEMO_EMAIL, password, actor="demo")
+    secret.touch(mode=0o600)
+    secret.write_text(password + "\n", encoding="utf-8")
+    return DEMO_EMAIL, password

@@ -13,7 +13,9 @@ from prometheus_client import make_asgi_app
 from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from alerts.api import router as alerts_router
 from alerts.webhooks import router as twilio_webhooks
+from core.accounts_api import router as auth_router
 from core.db import Row
 from core.settings import Settings
 from ingest.api import router as telemetry_router
@@ -44,6 +46,8 @@ def create_app(settings: Settings, pool: ConnectionPool[psycopg.Connection[Row]]
 
     app.include_router(telemetry_router)
     app.include_router(twilio_webhooks)
+    app.include_router(auth_router)
+    app.include_router(alerts_router)
     # Prometheus metrics of this process (HTTP ingest counters and the default collectors).
     app.mount("/metrics", make_asgi_app())
 

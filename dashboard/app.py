@@ -17,9 +17,58 @@ from psycopg_pool import ConnectionPool
 from core.clock import Clock, SystemClock
 from core.db import Row
 from core.settings import Settings
-from dashboard import overview, queries, shipment
+from dashboard import actions, overview, queries, shipment
+from dashboard.auth import DashboardAuth, current_user
 
 REFRESH_MS = 3000
+
+
+def _navbar() -> dbc.NavbarSimple:
+    user = current_user()
+    items = []
+    if user is not None:
+        items = [
+            dbc.NavItem(
+                html.Span(
+                    [html.Span(user.display_name, id="signed-in-name"), f" · {user.role}"],
+                    id="signed-in-user",
+                    className="navbar-text text-light me-3",
+                )
+            ),
+            dbc.NavItem(
+                html.Form(
+                    html.Button(
+                        "Sign out",
+                        id="sign-out",
+                        type="submit",
+                        className="btn btn-outline-light btn-sm",
+                    ),
+                    method="POST",
+                    action="/logout",
+                )
+            ),
+        ]
+    return dbc.NavbarSimple(
+        items,
+        brand="Cold-chain shipments",
+        brand_href="/",
+        color="primary",
+        dark=True,
+        fluid=True,
+        className="mb-3",
+    )
+
+
+def _layout() -> dbc.Container:
+    return dbc.Container(
+        [
+            dcc.Location(id="url"),
+            _navbar(),
+            html.Div(id="page"),
+            dcc.Interval(id="refresh", interval=REFRESH_MS),
+        ],
+        fluid=True,
+    )
 
 
 def create_dashboard(
@@ -36,22 +85,11 @@ def create_dashboard(
         update_title="",
         suppress_callback_exceptions=True,
     )
-    app.layout = dbc.Container(
-        [
-            dcc.Location(id="url"),
-            dbc.NavbarSimple(
-                brand="Cold-chain shipments",
-                brand_href="/",
-                color="primary",
-                dark=True,
-                fluid=True,
-                className="mb-3",
-            ),
-            html.Div(id="page"),
-            dcc.Interval(id="refresh", interval=REFRESH_MS),
-        ],
-        fluid=True,
-    )
+    auth = DashboardAuth(settings, pool, the_clock)
+    auth.install(app)
+    # A function, so each page load shows the user the guard signed in for that request.
+    app.layout = _layout
+    actions.register(app, pool, the_clock)
 
     @app.callback(Output("page", "children"), Input("url", "pathname"))
     def route(pathname: str | None) -> Any:
@@ -68,6 +106,7 @@ def create_dashboard(
                     queries.shipment_readings(conn, shipment_id) if found else [],
                     queries.shipment_excursions(conn, shipment_id) if found else [],
                     queries.shipment_alerts(conn, shipment_id) if found else [],
+                    actions.allowed_actions(current_user()),
                 )
         return overview.layout()
 

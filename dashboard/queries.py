@@ -71,7 +71,8 @@ GROUP BY 1 ORDER BY 1
 """
 
 SHIPMENT_ALERTS: Final = """
-SELECT alert_id, rule_id, severity, state, summary, triggered_at, acknowledged_at, resolved_at
+SELECT alert_id, rule_id, severity, state, summary, triggered_at, acknowledged_at,
+       acknowledged_by, resolved_at
 FROM alerts WHERE shipment_id = %(shipment_id)s ORDER BY triggered_at DESC
 """
 

@@ -74,7 +74,28 @@ def temperature_figure(shipment: Row, readings: list[Row], excursions: list[Row]
     return figure
 
 
-def _alerts(rows: list[Row]) -> Any:
+def _alert_buttons(row: Row, allowed: frozenset[str]) -> list[Any]:
+    buttons = []
+    for action, label, colour, states in (
+        ("ack", "Acknowledge", "warning", ("triggered",)),
+        ("resolve", "Resolve", "success", ("triggered", "acknowledged")),
+    ):
+        if action in allowed and row["state"] in states:
+            buttons.append(
+                dbc.Button(
+                    label,
+                    id={"type": "alert-action", "action": action, "alert_id": row["alert_id"]},
+                    color=colour,
+                    size="sm",
+                    outline=True,
+                    className=f"ms-2 alert-{action}",
+                )
+            )
+    return buttons
+
+
+def alerts_list(rows: list[Row], allowed: frozenset[str] = frozenset()) -> Any:
+    """The shipment's alerts; buttons only for what the signed-in role may do."""
     if not rows:
         return html.P("No alerts.", className="text-muted")
     return dbc.ListGroup(
@@ -86,10 +107,17 @@ def _alerts(rows: list[Row]) -> Any:
                     html.Span(row["summary"]),
                     html.Small(
                         f" — {row['state']} since {isoformat_utc(row['triggered_at'])}",
-                        className="text-muted",
+                        className="text-muted alert-state",
                     ),
+                    *(
+                        [html.Small(f" by {row['acknowledged_by']}", className="text-muted")]
+                        if row.get("acknowledged_by")
+                        else []
+                    ),
+                    *_alert_buttons(row, allowed),
                 ],
-                className="shipment-alert",
+                id=f"alert-{row['alert_id']}",
+                className=f"shipment-alert state-{row['state']}",
             )
             for row in rows
         ]
@@ -123,7 +151,11 @@ def _excursions(rows: list[Row]) -> Any:
 
 
 def layout(
-    shipment: Row | None, readings: list[Row], excursions: list[Row], alerts: list[Row]
+    shipment: Row | None,
+    readings: list[Row],
+    excursions: list[Row],
+    alerts: list[Row],
+    allowed: frozenset[str] = frozenset(),
 ) -> html.Div:
     if shipment is None:
         return html.Div(
@@ -162,7 +194,14 @@ def layout(
             ),
             dbc.Row(
                 [
-                    dbc.Col([html.H5("Alerts"), _alerts(alerts)], lg=6),
+                    dbc.Col(
+                        [
+                            html.H5("Alerts"),
+                            html.Div(id="alert-action-result"),
+                            html.Div(alerts_list(alerts, allowed), id="shipment-alerts"),
+                        ],
+                        lg=6,
+                    ),
                     dbc.Col([html.H5("Excursions"), _excursions(excursions)], lg=6),
                 ]
             ),

@@ -137,17 +137,27 @@ def test_simulated_fleet_to_alert_and_dashboard(
 def _dashboard_shows_fleet(
     settings: Settings, pool: ConnectionPool[psycopg.Connection[Row]], shipment_ids: dict[str, int]
 ) -> None:
+    from core.accounts import create_user
     from core.embedded import free_port
     from dashboard.server import serve_dashboard
     from tests.browser import chromium_page
 
+    # The dashboard needs a signed-in staff user (docs/accounts.md).
+    with pool.connection() as conn:
+        create_user(
+            conn, "ops@example.org", "Ops Desk", "logistics", "skeleton password", actor="test"
+        )
     server = serve_dashboard(settings, pool, "127.0.0.1", free_port())
     worker = threading.Thread(target=server.run, daemon=True)
     worker.start()
     try:
         with chromium_page() as page:
             page.goto(f"http://127.0.0.1:{server.port}/")
+            page.fill("#email", "ops@example.org")
+            page.fill("#password", "skeleton password")
+            page.click("#sign-in")
             page.wait_for_selector("#shipments-table tbody tr", timeout=30_000)
+            assert "Ops Desk" in page.locator("#signed-in-user").inner_text()
             rows = page.locator("#shipments-table tbody tr")
             assert rows.count() == 4
             text = page.locator("#shipments-table").inner_text()
