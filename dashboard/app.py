@@ -80,7 +80,8 @@ def create_dashboard(
     app = Dash(
         __name__,
         title="Cold-chain shipments",
-        external_stylesheets=[dbc.themes.FLATLY],
+        # Bootswatch "Flatly" (MIT) is served from dashboard/assets/, not a CDN: the
+        # dashboard must work offline and load nothing from third parties.
         serve_locally=True,
         update_title="",
         suppress_callback_exceptions=True,

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from core.clock import isoformat_utc
+from core.clock import utc
 from core.db import Row
 from dashboard.overview import severity_badge
+
+
+def _when(value: datetime) -> str:
+    """A time for people: UTC to the minute."""
+    return f"{utc(value):%Y-%m-%d %H:%M} UTC"
 
 
 def temperature_figure(shipment: Row, readings: list[Row], excursions: list[Row]) -> go.Figure:
@@ -106,7 +112,7 @@ def alerts_list(rows: list[Row], allowed: frozenset[str] = frozenset()) -> Any:
                     html.Strong(row["rule_id"], className="me-2"),
                     html.Span(row["summary"]),
                     html.Small(
-                        f" — {row['state']} since {isoformat_utc(row['triggered_at'])}",
+                        f" — {row['state']} since {_when(row['triggered_at'])}",
                         className="text-muted alert-state",
                     ),
                     *(
@@ -137,8 +143,8 @@ def _excursions(rows: list[Row]) -> Any:
             html.Tr(
                 [
                     html.Td(r["direction"]),
-                    html.Td(isoformat_utc(r["started_at"])),
-                    html.Td(isoformat_utc(r["ended_at"]) if r["ended_at"] else "ongoing"),
+                    html.Td(_when(r["started_at"])),
+                    html.Td(_when(r["ended_at"]) if r["ended_at"] else "ongoing"),
                     html.Td(f"{r['duration_min']:.0f}"),
                     html.Td(f"{r['peak_c']:.1f}"),
                     html.Td("yes" if r["retrospective"] else "no"),
