@@ -158,6 +158,10 @@ def _dashboard_shows_fleet(
             page.click("#sign-in")
             page.wait_for_selector("#shipments-table tbody tr", timeout=30_000)
             assert "Ops Desk" in page.locator("#signed-in-user").inner_text()
+            # Styles come from the app itself: it must look right offline.
+            hrefs = page.eval_on_selector_all("link[rel=stylesheet]", "els => els.map(e => e.href)")
+            assert any("bootstrap" in h for h in hrefs)
+            assert all(h.startswith(f"http://127.0.0.1:{server.port}/") for h in hrefs), hrefs
             rows = page.locator("#shipments-table tbody tr")
             assert rows.count() == 4
             text = page.locator("#shipments-table").inner_text()
