@@ -1,23 +1,28 @@
 """The live monitor: evaluate shipments whose readings changed, record what it finds.
 
 Re-running is idempotent: excursions are keyed by (shipment, direction, start) and alarms
-by (shipment, rule, start), so only an alarm never seen before opens or upgrades an alert.
+by (shipment, rule, start), so only an alarm never seen before opens or upgrades an alert,
+and an alert is resolved once. ``sweep_live`` is the periodic pass over in-transit
+shipments for what readings alone cannot show (a silent logger, a late delivery).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
 
-from alerts.service import raise_alert
+from alerts.service import raise_alert, resolve
+from core import audit
 from core.clock import Clock
 from core.db import Row
-from monitor import queries
+from core.severity import Severity
+from monitor import live, queries
 from monitor.evaluation import evaluate
 from monitor.models import Alarm, Evaluation
 from monitor.profiles import DrugProfile, catalog
@@ -30,6 +35,16 @@ class ShipmentOutcome:
     shipment_id: int
     verdict: str
     new_alarms: int
+    resolved: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SweepOutcome:
+    """What one live sweep changed; all zeros when nothing did."""
+
+    raised: list[tuple[int, str]] = field(default_factory=list)  # (shipment, rule)
+    resolved: list[tuple[int, str]] = field(default_factory=list)
+    delivered: list[int] = field(default_factory=list)
 
 
 def sync_catalog(conn: psycopg.Connection[Row]) -> list[str]:
@@ -75,10 +90,40 @@ def _evaluate_shipment(
     _record_excursions(conn, shipment["shipment_id"], result, late, now)
     new_alarms = 0
     for alarm in result.alarms:
-        if _record_alarm(conn, shipment, profile, alarm, late, now, dashboard_url):
+        if _record_alarm(conn, shipment, profile, alarm, late, now, dashboard_url, result.end):
             new_alarms += 1
+    resolved = _resolve_cleared_runs(conn, shipment["shipment_id"], profile, rows, now)
     conn.execute(queries.MARK_EVALUATED, (now, result.end, shipment["shipment_id"]))
-    return ShipmentOutcome(shipment["shipment_id"], result.verdict, new_alarms)
+    return ShipmentOutcome(shipment["shipment_id"], result.verdict, new_alarms, resolved)
+
+
+def _resolve_cleared_runs(
+    conn: psycopg.Connection[Row],
+    shipment_id: int,
+    profile: DrugProfile,
+    readings: list[Row],
+    now: datetime,
+) -> int:
+    """Resolve open single-rule alerts whose alarming run has ended back within threshold."""
+    single = {rule.id: rule for rule in profile.rules if rule.mode == "single"}
+    if not single:
+        return 0
+    points = [(r["ts"], r["temp_c"]) for r in readings]
+    resolved = 0
+    for alert in conn.execute(
+        queries.OPEN_RULE_ALERTS, {"shipment_id": shipment_id, "rule_ids": list(single)}
+    ).fetchall():
+        rule = single[alert["rule_id"]]
+        cleared_at = live.single_run_cleared_at(
+            rule, alert["started_at"], alert["seen_through"], points
+        )
+        if cleared_at is None:
+            continue
+        word = "at or below" if rule.direction == "above" else "at or above"
+        note = f"back {word} {rule.threshold_c:g} °C at {cleared_at:%Y-%m-%d %H:%M}Z"
+        resolve(conn, alert["alert_id"], "monitor", note, now, via="monitor")
+        resolved += 1
+    return resolved
 
 
 def _record_excursions(
@@ -108,6 +153,7 @@ def _record_alarm(
     late: bool,
     now: datetime,
     dashboard_url: str,
+    seen_through: datetime | None,
 ) -> bool:
     inserted = conn.execute(
         queries.INSERT_ALARM,
@@ -119,6 +165,7 @@ def _record_alarm(
             "alarmed_at": alarm.at,
             "retrospective": late,
             "now": now,
+            "seen_through": seen_through,
         },
     ).fetchone()
     if inserted is None:
@@ -157,6 +204,99 @@ def _record_alarm(
             "rule": alarm.rule,
             "severity": alarm.severity.value,
             "retrospective": late,
+        },
+    )
+    return True
+
+
+def sweep_live(conn: psycopg.Connection[Row], clock: Clock, dashboard_url: str) -> SweepOutcome:
+    """One pass over in-transit shipments: arrival, offline, battery and delay alarms."""
+    now = clock.now()
+    outcome = SweepOutcome()
+    rule_ids = list(live.LIVE_RULES)
+    with conn.transaction():
+        shipments = conn.execute(queries.CLAIM_LIVE_SHIPMENTS, {"rule_ids": rule_ids}).fetchall()
+        if not shipments:
+            return outcome
+        ids = [s["shipment_id"] for s in shipments]
+        loggers: dict[int, list[live.LoggerState]] = defaultdict(list)
+        for row in conn.execute(queries.LIVE_LOGGERS, {"shipment_ids": ids, "now": now}):
+            shipment_id = row.pop("shipment_id")
+            loggers[shipment_id].append(live.LoggerState(**row))
+        open_alerts: dict[int, list[live.OpenAlert]] = defaultdict(list)
+        for row in conn.execute(
+            queries.OPEN_LIVE_ALERTS, {"shipment_ids": ids, "rule_ids": rule_ids}
+        ):
+            open_alerts[row["shipment_id"]].append(
+                live.OpenAlert(row["alert_id"], row["rule_id"], Severity(row["severity"]))
+            )
+        for row in shipments:
+            shipment = live.LiveShipment(**row, loggers=tuple(loggers[row["shipment_id"]]))
+            plan = live.plan_live(shipment, open_alerts[shipment.shipment_id], now)
+            if not plan.empty:
+                _apply_live_plan(conn, shipment, plan, now, dashboard_url, outcome)
+    return outcome
+
+
+def _apply_live_plan(
+    conn: psycopg.Connection[Row],
+    shipment: live.LiveShipment,
+    plan: live.LivePlan,
+    now: datetime,
+    dashboard_url: str,
+    outcome: SweepOutcome,
+) -> None:
+    if plan.arrival is not None and _mark_delivered(conn, shipment.shipment_id, plan.arrival):
+        outcome.delivered.append(shipment.shipment_id)
+    for alert, note in plan.resolve:
+        resolve(conn, alert.alert_id, "monitor", note, now, via="monitor")
+        outcome.resolved.append((shipment.shipment_id, alert.rule_id))
+    for condition in plan.raise_:
+        raise_alert(
+            conn,
+            shipment_id=shipment.shipment_id,
+            rule_id=condition.rule_id,
+            severity=condition.severity,
+            summary=condition.detail,
+            # No patient data in pages: shipment reference, rule, what is wrong, link.
+            message=(
+                f"[{condition.severity.value.upper()}] Shipment {shipment.shipment_ref}: rule "
+                f"{condition.rule_id} — {condition.detail}. "
+                f"{dashboard_url}/shipments/{shipment.shipment_id}"
+            ),
+            condition_at=condition.since,
+            now=now,
+        )
+        outcome.raised.append((shipment.shipment_id, condition.rule_id))
+        log.info(
+            "live alarm",
+            extra={
+                "shipment": shipment.shipment_ref,
+                "rule": condition.rule_id,
+                "severity": condition.severity.value,
+            },
+        )
+
+
+def _mark_delivered(conn: psycopg.Connection[Row], shipment_id: int, arrival: live.Arrival) -> bool:
+    """Geofence arrival → delivered, audited; False if someone else recorded it first."""
+    row = conn.execute(
+        queries.MARK_DELIVERED, {"shipment_id": shipment_id, "at": arrival.at, "actor": "monitor"}
+    ).fetchone()
+    if row is None:
+        return False
+    audit.record(
+        conn,
+        actor="monitor",
+        action="shipment.delivered",
+        entity_type="shipment",
+        entity_id=shipment_id,
+        details={
+            "via": "geofence",
+            "device": arrival.device_id,
+            "at": arrival.at.isoformat(),
+            "distance_km": round(arrival.distance_km, 3),
+            "radius_km": arrival.radius_km,
         },
     )
     return True
