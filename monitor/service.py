@@ -177,10 +177,10 @@ def _record_alarm(
     newest = alarm.at if latest is None else max(latest["ts"], alarm.at)
     minutes = round((newest - alarm.start).total_seconds() / 60)
     word = "above" if rule.direction == "above" else "below"
-    summary = (
-        f"{rule.threshold_c:g} °C {word} threshold since "
-        f"{alarm.start:%Y-%m-%d %H:%M}Z ({rule.mode}, {rule.for_min:g} min)"
-    )
+    # e.g. "above 8 °C for 30 min since 2026-11-25 10:33Z" / "below 0 °C since ..." (any reading)
+    lasting = f" for {rule.for_min:g} min" if rule.for_min else ""
+    total = " in total" if rule.mode == "cumulative" else ""
+    summary = f"{word} {rule.threshold_c:g} °C{lasting}{total} since {alarm.start:%Y-%m-%d %H:%M}Z"
     # No patient data in pages: shipment reference, rule, temperature, duration, link.
     message = (
         f"[{alarm.severity.value.upper()}] Shipment {shipment['shipment_ref']}: rule "
