@@ -50,6 +50,7 @@ def test_excursion_opens_one_alert_and_one_page(db: psycopg.Connection[Row]) -> 
         "high",
         "triggered",
     )
+    assert alert["summary"] == "above 8 °C for 30 min since 2026-03-02 08:10Z"
     excursion = db.execute("SELECT started_at, ended_at, peak_c FROM excursions").fetchone()
     assert excursion == {
         "started_at": T0 + timedelta(minutes=10),
