@@ -1,4 +1,8 @@
-"""Patient cases (Named Patient Program, DESIGN.md §8): for now, stubs a shipment links to."""
+"""Patient cases (Named Patient Program, DESIGN.md §8): registering a case and linking shipments.
+
+The step-by-step case workflow with its enforced order is not built yet (issue 7);
+`register_case` records a case directly at a given step and says so in the audit log.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +16,13 @@ class CaseError(ValueError):
     """A case request that cannot be honoured; the message says why."""
 
 
-def create_case_stub(
+def register_case(
     conn: psycopg.Connection[Row], case_ref: str, actor: str, *, step: str = "shipping"
 ) -> int:
     """A pseudonymous case at ``step`` (no patient data), or the existing one with that ref.
 
-    Used where a shipment needs a case before the case workflow exists (simulated fleets,
-    end-to-end tests). Only a new case is audited.
+    The step is taken as given, without the workflow's order checks: it is used where a
+    shipment needs its case (simulated fleets, end-to-end tests). Only a new case is audited.
     """
     try:
         row = conn.execute(
@@ -37,7 +41,7 @@ def create_case_stub(
     audit.record(
         conn,
         actor=actor,
-        action="case.stub_created",
+        action="case.registered",
         entity_type="case",
         entity_id=row["case_id"],
         details={"case_ref": case_ref, "step": step},

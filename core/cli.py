@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument(
         "--provision",
         action="store_true",
-        help="register the loggers and create their case stubs and shipments in the database first",
+        help="register the loggers and create their cases and shipments in the database first",
     )
     simulate.add_argument(
         "--progress",

@@ -163,7 +163,7 @@ def run_provision(
             )
         except ScenarioError as exc:
             raise StartupError(str(exc)) from exc
-    _out(f"provisioned {len(shipments)} shipment(s) with case stubs and their loggers")
+    _out(f"provisioned {len(shipments)} shipment(s) with their cases and loggers")
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:

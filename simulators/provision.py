@@ -1,4 +1,4 @@
-"""Give a scenario's readings a home: loggers, case stubs and shipments, through the
+"""Give a scenario's readings a home: loggers, cases and shipments, through the
 project's own services, so a demo or an end-to-end test needs nothing done by hand."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from case_link.cases import create_case_stub, link_shipment
+from case_link.cases import link_shipment, register_case
 from case_link.shipments import Place, assign_device, create_shipment
 from core.db import Row
 from ingest.credentials import set_device_password
@@ -31,7 +31,7 @@ def provision(
     seed: int | None = None,
     secret_key: str | None = None,
 ) -> dict[str, int]:
-    """Devices, case stubs and shipments for a run starting at ``start``; ref → shipment_id.
+    """Devices, cases and shipments for a run starting at ``start``; ref → shipment_id.
 
     Idempotent: provisioning the same scenario again reuses what exists. With a secret
     key each logger also gets its derived MQTT password (docs/simulators.md).
@@ -66,7 +66,7 @@ def provision(
                 expected_delivery_at=start + timedelta(minutes=delivered_min),
                 actor=ACTOR,
             )
-            case_id = create_case_stub(conn, f"CASE-{plan.ref}", ACTOR)
+            case_id = register_case(conn, f"CASE-{plan.ref}", ACTOR)
             link_shipment(conn, shipment_id, case_id, ACTOR)
             _assign(conn, shipment_id, plan.device, start)
             shipment_ids[plan.ref] = shipment_id

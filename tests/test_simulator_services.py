@@ -167,7 +167,7 @@ def test_load_mode_reaches_its_rate_and_reports_it(mqtt_url: str, prefix: str) -
 
 
 @pytest.mark.storage
-def test_provision_creates_case_stubs_shipments_and_loggers(db: psycopg.Connection[Row]) -> None:
+def test_provision_creates_cases_shipments_and_loggers(db: psycopg.Connection[Row]) -> None:
     scenario = load_scenario("mixed-faults")
     start = datetime(2026, 5, 4, 6, tzinfo=UTC)
     first = provision(db, scenario, scenario.shipments, start, secret_key="k" * 32)
@@ -186,10 +186,10 @@ def test_provision_creates_case_stubs_shipments_and_loggers(db: psycopg.Connecti
     assert all(r["mqtt_password_hash"].startswith("$7$") and r["later"] for r in rows)
     audited = db.execute(
         "SELECT action, count(*) AS n FROM audit_log WHERE actor = 'simulator' "
-        "AND action IN ('case.stub_created', 'shipment.case_linked') GROUP BY 1 ORDER BY 1"
+        "AND action IN ('case.registered', 'shipment.case_linked') GROUP BY 1 ORDER BY 1"
     ).fetchall()
     assert audited == [
-        {"action": "case.stub_created", "n": 8},
+        {"action": "case.registered", "n": 8},
         {"action": "shipment.case_linked", "n": 8},
     ]
     unknown = scenario.shipments[0].model_copy(
