@@ -1,17 +1,21 @@
 """MQTT consumer: QoS 1, persistent session, acknowledgement only after commit.
 
-paho's network thread only enqueues; a writer thread batches by size and time, stores the
-batch in one transaction, then acknowledges each message. If the database is down the
-batch is retried and nothing is acknowledged, so the broker keeps the messages.
+paho's network thread receives each message and parses it at once (pure Python, no
+database), so parsing overlaps the writing of the previous batch. A writer thread takes
+what has accumulated once it holds ``batch_size`` messages or ``MAX_BATCH_READINGS``
+readings, or its first message has waited ``max_wait_s``; what arrived while the previous
+batch was being written may be more (at most the receive window). It stores the batch in
+one transaction, then acknowledges every message of it with one write. If the database is
+down the batch is retried and nothing is acknowledged, so the broker keeps the messages.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
-import queue
+import struct
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -24,22 +28,40 @@ from core.db import Row
 from core.errors import StartupError
 from core.settings import Settings
 from ingest import metrics
-from ingest.service import IncomingMessage, record_rejection, store_batch
+from ingest.mqtt_tuning import tune
+from ingest.service import (
+    IncomingMessage,
+    PreparedBatch,
+    record_rejection,
+    store_batch,
+    write_batch,
+)
 
 log = logging.getLogger(__name__)
 
-# Messages the broker may have in flight to us unacknowledged. Mosquitto's default of 20
-# would stall a consumer that acknowledges only after a batch commits; the repo's
-# mosquitto.conf raises max_inflight_messages to match (docs/operations.md).
-RECEIVE_MAXIMUM = 1000
+# Messages the broker may have in flight to us unacknowledged (MQTT v5 Receive Maximum).
+# A batch can hold no more messages than this, and while one batch is being written the
+# next one fills from the same window, so it is twice the batch size. Mosquitto's
+# default of 20 would stall a consumer that acknowledges only after a batch commits; for
+# MQTT 3.1.1 the broker's max_inflight_messages is the window (deploy/mosquitto/*.conf).
+RECEIVE_MAXIMUM = 10_000
+# Each batch is one commit (a WAL flush) and one device_latest upsert; big batches spread
+# those over many readings. The reading bound keeps the memory of batch uploads in check.
+BATCH_SIZE = 5_000
+MAX_BATCH_READINGS = 25_000
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
+_PUBACK = struct.Struct("!BBH")
 
 
-@dataclass(frozen=True, slots=True)
 class _Pending:
-    message: IncomingMessage
-    mid: int
-    qos: int
+    """Messages received and parsed, not yet written; with what acknowledges them."""
+
+    __slots__ = ("acks", "batch", "first_at")
+
+    def __init__(self) -> None:
+        self.batch = PreparedBatch()
+        self.acks: list[tuple[int, int, int]] = []  # (connection generation, mid, qos)
+        self.first_at = 0.0
 
 
 class IngestConsumer:
@@ -50,7 +72,7 @@ class IngestConsumer:
         *,
         client_id: str = "coldchain-ingest",
         shared_group: str | None = None,
-        batch_size: int = 500,
+        batch_size: int = BATCH_SIZE,
         max_wait_s: float = 0.2,
         clock: Clock | None = None,
     ) -> None:
@@ -62,12 +84,16 @@ class IngestConsumer:
         self.target = settings.mqtt
         topic = f"{settings.topic_prefix}/+/+/telemetry"
         self.subscription = f"$share/{shared_group}/{topic}" if shared_group else topic
-        self._inbox: queue.Queue[_Pending] = queue.Queue()
+        self._pending = _Pending()
+        self._arrived = threading.Condition(threading.Lock())
+        self._generation = 0  # counts connections: a packet id is only valid on its own
         self._stop = threading.Event()
         self.subscribed = threading.Event()
         self._fatal: str | None = None
-        self.client = mqtt_support.new_client(
-            self.target, client_id, manual_ack=True, persistent_session=True
+        self.client = tune(
+            mqtt_support.new_client(
+                self.target, client_id, manual_ack=True, persistent_session=True
+            )
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -85,6 +111,8 @@ class IngestConsumer:
                 self._stop.set()
             log.warning("broker refused connection", extra={"reason": str(reason)})
             return
+        with self._arrived:
+            self._generation += 1
         client.subscribe(self.subscription, qos=1)
         log.info("connected to broker", extra={"subscription": self.subscription})
 
@@ -107,15 +135,29 @@ class IngestConsumer:
             log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason)})
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        metrics.RECEIVED.inc()
         incoming = IncomingMessage(
             topic=msg.topic, payload=bytes(msg.payload), received_at=self.clock.now()
         )
-        self._inbox.put(_Pending(incoming, msg.mid, msg.qos))
+        with self._arrived:
+            pending = self._pending
+            if not pending.acks:
+                pending.first_at = time.monotonic()
+                self._arrived.notify()
+            pending.batch.add(incoming, self.settings.topic_prefix)
+            pending.acks.append((self._generation, msg.mid, msg.qos))
+            if self._full(pending):
+                self._arrived.notify()
+
+    def _full(self, pending: _Pending) -> bool:
+        return len(pending.acks) >= self.batch_size or pending.batch.readings >= MAX_BATCH_READINGS
 
     # -- lifecycle --------------------------------------------------------------------------
 
     def start(self) -> None:
+        # Everything alive now (modules, settings, the pool) lives as long as the process:
+        # keep it out of the cyclic garbage collector's full passes, which otherwise walk
+        # it again and again while batches come and go.
+        gc.freeze()
         kwargs: dict[str, Any] = {}
         if self.target.mqtt_v5:
             kwargs = {
@@ -147,49 +189,64 @@ class IngestConsumer:
 
     # -- writer thread ----------------------------------------------------------------------
 
-    def _next_batch(self) -> list[_Pending]:
-        try:
-            first = self._inbox.get(timeout=0.2)
-        except queue.Empty:
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.max_wait_s
-        while len(batch) < self.batch_size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                batch.append(self._inbox.get(timeout=remaining))
-            except queue.Empty:
-                break
-        return batch
+    def _next_batch(self) -> _Pending | None:
+        """What has arrived, once the batch is full or its first message waited long enough."""
+        with self._arrived:
+            if not self._pending.acks and not self._arrived.wait(timeout=0.2):
+                return None
+            while not self._full(self._pending):
+                remaining = self._pending.first_at + self.max_wait_s - time.monotonic()
+                if remaining <= 0 or self._stop.is_set():
+                    break
+                self._arrived.wait(timeout=remaining)
+            pending, self._pending = self._pending, _Pending()
+        metrics.RECEIVED.inc(len(pending.acks))  # counted per batch, not per message
+        return pending
 
     def _write_loop(self) -> None:
         while True:
-            batch = self._next_batch()
-            if not batch:
+            pending = self._next_batch()
+            if pending is None:
                 if self._stop.is_set():
                     return
                 continue
-            self._store_until_committed(batch)
-            for pending in batch:
-                if pending.qos > 0:
-                    self.client.ack(pending.mid, pending.qos)
+            self._store_until_committed(pending.batch)
+            self._acknowledge(pending.acks)
 
-    def _store_until_committed(self, batch: list[_Pending]) -> None:
+    def _acknowledge(self, acks: list[tuple[int, int, int]]) -> None:
+        """Send the PUBACKs of a committed batch.
+
+        Messages received on an earlier connection are not acknowledged: the broker
+        delivers them again on this one (persistent session), possibly under packet ids
+        that now belong to other messages, and storing them again changes nothing.
+        """
+        with self._arrived:
+            generation = self._generation
+        packets = [
+            _PUBACK.pack(mqtt.PUBACK, 2, mid)
+            for gen, mid, qos in acks
+            if qos == 1 and gen == generation
+        ]
+        if not packets:
+            return
+        # One write for the whole batch. paho's ack() queues one packet and wakes its
+        # network thread once per message, which costs more than storing the reading;
+        # PUBACK is 4 bytes (MQTT 3.1.1, and v5 with reason "success"), so the batch's
+        # acknowledgements go out as one queued packet.
+        self.client._packet_queue(mqtt.PUBACK, b"".join(packets), 0, 0)
+
+    def _store_until_committed(self, batch: PreparedBatch) -> None:
         delay = 0.5
         while True:
             started = time.monotonic()
             try:
                 with self.pool.connection() as conn:
-                    result = store_batch(
-                        conn, [p.message for p in batch], self.settings.topic_prefix
-                    )
+                    result = write_batch(conn, batch)
             except psycopg.OperationalError as exc:
                 # Not acknowledged: the broker redelivers if we die; we retry while alive.
                 log.error(
                     "database unavailable; batch kept for retry",
-                    extra={"messages": len(batch), "error": str(exc).strip()},
+                    extra={"messages": len(batch.messages), "error": str(exc).strip()},
                 )
                 time.sleep(delay)
                 delay = min(delay * 2, 30)
@@ -197,11 +254,11 @@ class IngestConsumer:
             except psycopg.Error:
                 # One message the database refuses must not hold up every message after it.
                 log.exception("batch failed; storing its messages one by one")
-                for pending in batch:
-                    self._store_or_refuse(pending.message)
+                for message in batch.messages:
+                    self._store_or_refuse(message)
                 return
             metrics.observe(
-                result, time.monotonic() - started, batch[0].message.received_at, self.clock.now()
+                result, time.monotonic() - started, batch.messages[0].received_at, self.clock.now()
             )
             return
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 # Columns of `readings` that a device supplies, in COPY order.
 READING_FIELDS = (
@@ -22,12 +21,14 @@ READING_FIELDS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
+    """One validated reading. A named tuple in READING_FIELDS order: the ingest builds one
+    per reading, so construction must be cheap, and the tuple itself is the COPY row."""
+
     device_id: str
     ts: datetime
+    seq: int | None
     temp_c: float | None
-    seq: int | None = None
     rh_pct: float | None = None
     lat: float | None = None
     lon: float | None = None
@@ -36,29 +37,12 @@ class Reading:
     shock_g: float | None = None
     status: str = "ok"
 
-    def row(self) -> tuple[Any, ...]:
-        """Values in READING_FIELDS order, for COPY."""
-        return (
-            self.device_id,
-            self.ts,
-            self.seq,
-            self.temp_c,
-            self.rh_pct,
-            self.lat,
-            self.lon,
-            self.battery_pct,
-            self.light_lux,
-            self.shock_g,
-            self.status,
-        )
-
     def as_json(self) -> dict[str, Any]:
-        values = asdict(self)
+        values = self._asdict()
         values["ts"] = self.ts.isoformat()
         return values
 
 
-@dataclass(frozen=True, slots=True)
-class TelemetryTopic:
+class TelemetryTopic(NamedTuple):
     carrier: str
     device_id: str

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, LiteralString
+from typing import Final
 
 CREATE_STAGING: Final = """
 CREATE TEMP TABLE IF NOT EXISTS readings_staging (
@@ -13,18 +13,50 @@ CREATE TEMP TABLE IF NOT EXISTS readings_staging (
 ) ON COMMIT DELETE ROWS
 """
 
+# Binary COPY: psycopg encodes each row in C from the declared types, with no text
+# formatting on the client and no text parsing on the server.
 COPY_STAGING: Final = (
     "COPY readings_staging (device_id, ts, seq, temp_c, rh_pct, lat, lon, battery_pct, "
-    "light_lux, shock_g, status, recv_ts) FROM STDIN"
+    "light_lux, shock_g, status, recv_ts) FROM STDIN (FORMAT BINARY)"
 )
+STAGING_TYPES: Final = (
+    "text", "timestamptz", "int8", "float8", "float8", "float8", "float8", "float8",
+    "float8", "float8", "text", "timestamptz",
+)  # fmt: skip
 
 DEVICES: Final = """
 SELECT device_id, carrier, active FROM devices WHERE device_id = ANY(%(device_ids)s)
 """
 
+# device_latest only moves forward: the newest reading by device time, and the newest
+# usable GPS fix, whichever batch they arrive in.
+_LATEST_ON_CONFLICT: Final = """
+    ON CONFLICT (device_id) DO UPDATE SET
+        ts = CASE WHEN EXCLUDED.ts > dl.ts THEN EXCLUDED.ts ELSE dl.ts END,
+        recv_ts = EXCLUDED.recv_ts,
+        temp_c = CASE WHEN EXCLUDED.ts > dl.ts THEN EXCLUDED.temp_c ELSE dl.temp_c END,
+        status = CASE WHEN EXCLUDED.ts > dl.ts THEN EXCLUDED.status ELSE dl.status END,
+        battery_pct = CASE WHEN EXCLUDED.ts > dl.ts
+                           THEN EXCLUDED.battery_pct ELSE dl.battery_pct END,
+        shipment_id = CASE WHEN EXCLUDED.ts > dl.ts
+                           THEN EXCLUDED.shipment_id ELSE dl.shipment_id END,
+        lat = CASE WHEN EXCLUDED.position_ts > coalesce(dl.position_ts, '-infinity')
+                   THEN EXCLUDED.lat ELSE dl.lat END,
+        lon = CASE WHEN EXCLUDED.position_ts > coalesce(dl.position_ts, '-infinity')
+                   THEN EXCLUDED.lon ELSE dl.lon END,
+        position_ts = GREATEST(EXCLUDED.position_ts, dl.position_ts)
+"""
+
 # Insert new keys (first value wins); attach each reading to the shipment that had the
-# device at that device time; flag clocks running ahead of receipt.
-INSERT_READINGS: Final = """
+# device at that device time; flag clocks running ahead of receipt; upsert device_latest;
+# mark shipments for re-evaluation; one NOTIFY (delivered at commit) when anything is new.
+# The assignments of the batch's devices are fetched once and hash-joined: a device is in
+# at most one shipment at any instant (a trigger on shipment_devices refuses overlaps), so
+# each reading matches at most one. Rows are inserted in key order, the same order in
+# every writer, so concurrent writers in a shared group wait for each other instead of
+# deadlocking on the same keys.
+INSERT_READINGS: Final = (
+    """
 WITH inserted AS (
     INSERT INTO readings (device_id, ts, recv_ts, seq, temp_c, rh_pct, lat, lon, battery_pct,
                           light_lux, shock_g, status, shipment_id, clock_ahead)
@@ -32,12 +64,11 @@ WITH inserted AS (
            s.light_lux, s.shock_g, s.status, a.shipment_id,
            s.ts > s.recv_ts + %(clock_ahead_tolerance)s
     FROM readings_staging s
-    LEFT JOIN LATERAL (
-        SELECT d.shipment_id FROM shipment_devices d
-        WHERE d.device_id = s.device_id AND d.assigned_from <= s.ts
-          AND (d.assigned_until IS NULL OR s.ts < d.assigned_until)
-        ORDER BY d.assigned_from DESC LIMIT 1
-    ) a ON true
+    LEFT JOIN (
+        SELECT d.device_id, d.shipment_id, d.assigned_from, d.assigned_until
+        FROM shipment_devices d WHERE d.device_id = ANY(%(device_ids)s)
+    ) a ON a.device_id = s.device_id AND a.assigned_from <= s.ts
+           AND (a.assigned_until IS NULL OR s.ts < a.assigned_until)
     ORDER BY s.device_id, s.ts
     ON CONFLICT (device_id, ts) DO NOTHING
     RETURNING device_id, ts, recv_ts, temp_c, status, battery_pct, lat, lon, shipment_id
@@ -54,20 +85,9 @@ latest AS (
         WHERE lat IS NOT NULL AND lon IS NOT NULL AND NOT (lat = 0 AND lon = 0)
         ORDER BY device_id, ts DESC
     ) p ON p.device_id = l.device_id
-    ON CONFLICT (device_id) DO UPDATE SET
-        ts = CASE WHEN EXCLUDED.ts > dl.ts THEN EXCLUDED.ts ELSE dl.ts END,
-        recv_ts = EXCLUDED.recv_ts,
-        temp_c = CASE WHEN EXCLUDED.ts > dl.ts THEN EXCLUDED.temp_c ELSE dl.temp_c END,
-        status = CASE WHEN EXCLUDED.ts > dl.ts THEN EXCLUDED.status ELSE dl.status END,
-        battery_pct = CASE WHEN EXCLUDED.ts > dl.ts
-                           THEN EXCLUDED.battery_pct ELSE dl.battery_pct END,
-        shipment_id = CASE WHEN EXCLUDED.ts > dl.ts
-                           THEN EXCLUDED.shipment_id ELSE dl.shipment_id END,
-        lat = CASE WHEN EXCLUDED.position_ts > coalesce(dl.position_ts, '-infinity')
-                   THEN EXCLUDED.lat ELSE dl.lat END,
-        lon = CASE WHEN EXCLUDED.position_ts > coalesce(dl.position_ts, '-infinity')
-                   THEN EXCLUDED.lon ELSE dl.lon END,
-        position_ts = GREATEST(EXCLUDED.position_ts, dl.position_ts)
+    """
+    + _LATEST_ON_CONFLICT
+    + """
     RETURNING 1
 ),
 due AS (
@@ -77,10 +97,13 @@ due AS (
     WHERE sh.shipment_id = f.shipment_id
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM inserted) AS stored,
+SELECT c.stored,
        (SELECT count(*) FROM due) AS shipments_due,
-       (SELECT count(*) FROM latest) AS devices_updated
+       (SELECT count(*) FROM latest) AS devices_updated,
+       CASE WHEN c.stored > 0 THEN pg_notify('coldchain_readings', c.stored::text) END
+FROM (SELECT count(*) AS stored FROM inserted) c
 """
+)
 
 # Staged rows whose key already existed with different values are conflicts: recorded,
 # never dropped and never overwriting the first value.
@@ -114,4 +137,44 @@ INSERT INTO rejected_messages (received_at, source, topic, device_id, payload, r
 VALUES (%s, %s, %s, %s, %s, %s)
 """
 
-NOTIFY_READINGS: Final[LiteralString] = "SELECT pg_notify('coldchain_readings', %s)"
+
+# -- The direct path (ingest/direct.py): every key of the batch is new ---------------------
+
+ASSIGNMENTS: Final = """
+SELECT device_id, shipment_id, assigned_from, assigned_until FROM shipment_devices
+WHERE device_id = ANY(%(device_ids)s)
+"""
+
+COPY_READINGS: Final = (
+    "COPY readings (device_id, ts, seq, temp_c, rh_pct, lat, lon, battery_pct, light_lux, "
+    "shock_g, status, recv_ts, shipment_id, clock_ahead) FROM STDIN (FORMAT BINARY)"
+)
+READINGS_TYPES: Final = (*STAGING_TYPES, "int8", "bool")
+
+# What INSERT_READINGS does after its insert, from per-device and per-shipment values the
+# writer computed from rows it knows were all inserted; rows in device order, like there.
+AFTER_COPY: Final = (
+    """
+WITH latest AS (
+    INSERT INTO device_latest AS dl (device_id, ts, recv_ts, temp_c, status, battery_pct,
+                                     lat, lon, position_ts, shipment_id)
+    SELECT * FROM unnest(%(device_id)s::text[], %(ts)s::timestamptz[],
+                         %(recv_ts)s::timestamptz[], %(temp_c)s::float8[], %(status)s::text[],
+                         %(battery_pct)s::float8[], %(lat)s::float8[], %(lon)s::float8[],
+                         %(position_ts)s::timestamptz[], %(shipment_id)s::int8[])
+    """
+    + _LATEST_ON_CONFLICT
+    + """
+    RETURNING 1
+),
+due AS (
+    UPDATE shipments sh SET evaluate_from = LEAST(sh.evaluate_from, f.first_ts)
+    FROM unnest(%(due_shipment_id)s::int8[], %(due_ts)s::timestamptz[]) f(shipment_id, first_ts)
+    WHERE sh.shipment_id = f.shipment_id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM due) AS shipments_due,
+       (SELECT count(*) FROM latest) AS devices_updated,
+       pg_notify('coldchain_readings', %(stored)s)
+"""
+)

@@ -1,7 +1,11 @@
-"""The ingest writer: validate, stage with COPY, insert idempotently, record refusals.
+"""The ingest writer: validate, store each reading exactly once, record refusals.
 
-One call of ``store_batch`` is one transaction. Whatever it returns has been committed,
-so the MQTT consumer may acknowledge every message of the batch afterwards.
+``prepare_batch`` parses and validates (no database); ``write_batch`` stores a prepared
+batch in one transaction: the direct COPY into readings when every key is new
+(ingest/direct.py), otherwise staging with COPY and an idempotent insert that sorts
+collisions into duplicates and conflicts. ``store_batch`` does both. Whatever
+``write_batch`` returns has been committed, so the MQTT consumer may acknowledge every
+message of the batch afterwards.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, NamedTuple
 
 import psycopg
 from psycopg.types.json import Jsonb
 
 from core.db import Row
 from ingest import queries
+from ingest.direct import copy_new_readings
 from ingest.models import Reading
 from ingest.parser import PayloadError, parse_payload, parse_topic
 
@@ -25,8 +31,9 @@ log = logging.getLogger(__name__)
 CLOCK_AHEAD_TOLERANCE = timedelta(minutes=5)
 
 
-@dataclass(frozen=True, slots=True)
-class IncomingMessage:
+class IncomingMessage(NamedTuple):
+    """One message as received (a named tuple: the consumer makes one per message)."""
+
     topic: str | None
     payload: bytes
     received_at: datetime
@@ -47,113 +54,183 @@ class BatchResult:
 
 @dataclass(slots=True)
 class _Accepted:
-    readings: list[tuple[Reading, datetime]] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)  # staging rows
     keys: dict[tuple[str, datetime], Reading] = field(default_factory=dict)
+    device_ids: set[str] = field(default_factory=set)
     in_batch_conflicts: list[tuple[Reading, datetime]] = field(default_factory=list)
     exact_duplicates: int = 0
+
+
+class ParsedMessage(NamedTuple):
+    """A message that meets the protocol; whether its device may send is checked later."""
+
+    number: int  # the message's index in its batch
+    message: IncomingMessage
+    carrier: str | None  # from the topic (MQTT) or the API key (HTTP)
+    readings: list[Reading]
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch parsed and validated without the database, ready for ``write_batch``.
+
+    Parsing is pure Python and needs no connection, so the MQTT consumer does it as
+    messages arrive, while the previous batch is being written.
+    """
+
+    messages: list[IncomingMessage] = field(default_factory=list)
+    parsed: list[ParsedMessage] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)  # (message index, reason)
+    readings: int = 0  # in the parsed messages
+
+    def add(self, message: IncomingMessage, topic_prefix: str) -> None:
+        index = len(self.messages)
+        self.messages.append(message)
+        try:
+            parsed = _parse(index, message, topic_prefix)
+        except PayloadError as exc:
+            self.refused.append((index, str(exc)))
+            return
+        self.parsed.append(parsed)
+        self.readings += len(parsed.readings)
+
+
+def prepare_batch(messages: list[IncomingMessage], topic_prefix: str) -> PreparedBatch:
+    batch = PreparedBatch()
+    for message in messages:
+        batch.add(message, topic_prefix)
+    return batch
 
 
 def store_batch(
     conn: psycopg.Connection[Row], messages: list[IncomingMessage], topic_prefix: str
 ) -> BatchResult:
     """Store a batch in one transaction and report what happened to each part of it."""
-    result = BatchResult(received=len(messages))
-    parsed: list[_Parsed] = []
+    return write_batch(conn, prepare_batch(messages, topic_prefix))
+
+
+def write_batch(conn: psycopg.Connection[Row], batch: PreparedBatch) -> BatchResult:
+    """Write a prepared batch in one transaction; what it returns has been committed."""
+    result = BatchResult(received=len(batch.messages))
     with conn.transaction():
-        for index, message in enumerate(messages):
-            try:
-                parsed.append(_parse(index, message, topic_prefix))
-            except PayloadError as exc:
-                _reject(conn, result, index, message, None, str(exc))
-        accepted = _check_devices(conn, result, parsed)
+        for index, reason in batch.refused:
+            _reject(conn, result, index, batch.messages[index], None, reason)
+        accepted = _check_devices(conn, result, batch.parsed)
         result.duplicates += accepted.exact_duplicates
-        if accepted.readings:
-            _stage_and_insert(conn, result, accepted)
+        if accepted.rows:
+            _insert(conn, result, accepted)
     return result
 
 
-@dataclass(frozen=True, slots=True)
-class _Parsed:
-    index: int
-    message: IncomingMessage
-    carrier: str | None  # from the topic (MQTT) or the API key (HTTP)
-    readings: list[Reading]
-
-
-def _parse(index: int, message: IncomingMessage, topic_prefix: str) -> _Parsed:
+def _parse(index: int, message: IncomingMessage, topic_prefix: str) -> ParsedMessage:
     if message.topic is not None:
         topic = parse_topic(message.topic, topic_prefix)
         readings = parse_payload(message.payload, topic_device_id=topic.device_id)
-        return _Parsed(index, message, topic.carrier, readings)
-    return _Parsed(index, message, message.carrier, parse_payload(message.payload))
+        return ParsedMessage(index, message, topic.carrier, readings)
+    return ParsedMessage(index, message, message.carrier, parse_payload(message.payload))
 
 
 def _check_devices(
-    conn: psycopg.Connection[Row], result: BatchResult, parsed: list[_Parsed]
+    conn: psycopg.Connection[Row], result: BatchResult, parsed: list[ParsedMessage]
 ) -> _Accepted:
+    accepted = _Accepted()
+    if not parsed:
+        return accepted
     device_ids = sorted({p.readings[0].device_id for p in parsed})
     known = {
         row["device_id"]: row for row in conn.execute(queries.DEVICES, {"device_ids": device_ids})
     }
-    accepted = _Accepted()
+    # A batch holds many messages of the same few loggers: decide once per (device, carrier).
+    verdicts: dict[tuple[str, str | None], str | None] = {}
+    keys, rows = accepted.keys, accepted.rows
     for item in parsed:
-        index, message, readings, carrier = item.index, item.message, item.readings, item.carrier
+        index, message, carrier, readings = item
         device_id = readings[0].device_id
-        device = known.get(device_id)
-        if device is None:
-            _reject(
-                conn, result, index, message, device_id, f"device {device_id} is not registered"
-            )
+        sender = (device_id, carrier)
+        if sender in verdicts:
+            refusal = verdicts[sender]
+        else:
+            refusal = verdicts[sender] = _refusal(known.get(device_id), device_id, carrier)
+            if refusal is None:
+                accepted.device_ids.add(device_id)
+        if refusal is not None:
+            _reject(conn, result, index, message, device_id, refusal)
             continue
-        if not device["active"]:
-            _reject(conn, result, index, message, device_id, f"device {device_id} is deactivated")
-            continue
-        if carrier is not None and carrier != device["carrier"]:
-            _reject(
-                conn,
-                result,
-                index,
-                message,
-                device_id,
-                f"device {device_id} belongs to carrier {device['carrier']}, not {carrier}",
-            )
-            continue
+        received_at = message.received_at
         for reading in readings:
-            key = (reading.device_id, reading.ts)
-            first = accepted.keys.get(key)
+            key = (device_id, reading[1])  # (device_id, ts)
+            first = keys.get(key)
             if first is None:
-                accepted.keys[key] = reading
-                accepted.readings.append((reading, message.received_at))
+                keys[key] = reading
+                rows.append((*reading, received_at))
             elif first == reading:
                 accepted.exact_duplicates += 1
             else:
-                accepted.in_batch_conflicts.append((reading, message.received_at))
+                accepted.in_batch_conflicts.append((reading, received_at))
     return accepted
 
 
-def _stage_and_insert(
+def _refusal(device: Row | None, device_id: str, carrier: str | None) -> str | None:
+    """Why this device may not send (as this carrier), or None."""
+    if device is None:
+        return f"device {device_id} is not registered"
+    if not device["active"]:
+        return f"device {device_id} is deactivated"
+    if carrier is not None and carrier != device["carrier"]:
+        return f"device {device_id} belongs to carrier {device['carrier']}, not {carrier}"
+    return None
+
+
+def _insert(conn: psycopg.Connection[Row], result: BatchResult, accepted: _Accepted) -> None:
+    if copy_new_readings(conn, accepted.rows, accepted.device_ids, CLOCK_AHEAD_TOLERANCE):
+        result.stored = len(accepted.rows)
+        _record_in_batch_conflicts(conn, result, accepted)
+        return
+    _stage_and_insert(conn, result, accepted)
+
+
+def _record_in_batch_conflicts(
     conn: psycopg.Connection[Row], result: BatchResult, accepted: _Accepted
 ) -> None:
-    conn.execute(queries.CREATE_STAGING)
-    with conn.cursor().copy(queries.COPY_STAGING) as copy:
-        for reading, received_at in accepted.readings:
-            copy.write_row((*reading.row(), received_at))
-    counts = conn.execute(
-        queries.INSERT_READINGS, {"clock_ahead_tolerance": CLOCK_AHEAD_TOLERANCE}
-    ).fetchone()
-    assert counts is not None
-    conflicts = conn.execute(queries.RECORD_CONFLICTS).fetchone()
-    assert conflicts is not None
     for reading, received_at in accepted.in_batch_conflicts:
         conn.execute(
             queries.INSERT_CONFLICT,
             (reading.device_id, reading.ts, received_at, Jsonb(reading.as_json())),
         )
-    result.stored = int(counts["stored"])
-    result.conflicts = int(conflicts["conflicts"]) + len(accepted.in_batch_conflicts)
-    result.duplicates += len(accepted.readings) - result.stored - int(conflicts["conflicts"])
-    if result.stored:
-        conn.execute(queries.NOTIFY_READINGS, (str(result.stored),))
+    result.conflicts += len(accepted.in_batch_conflicts)
+
+
+def _stage_and_insert(
+    conn: psycopg.Connection[Row], result: BatchResult, accepted: _Accepted
+) -> None:
+    """The general path: stage, insert what is new, sort the rest into duplicates and
+    conflicts."""
+    conn.execute(queries.CREATE_STAGING)
+    with conn.cursor().copy(queries.COPY_STAGING) as copy:
+        copy.set_types(queries.STAGING_TYPES)
+        write_row = copy.write_row
+        for row in accepted.rows:
+            write_row(row)
+    counts = conn.execute(
+        queries.INSERT_READINGS,
+        {
+            "clock_ahead_tolerance": CLOCK_AHEAD_TOLERANCE,
+            "device_ids": sorted(accepted.device_ids),
+        },
+    ).fetchone()
+    assert counts is not None
+    stored = int(counts["stored"])
+    collided = 0
+    if stored < len(accepted.rows):
+        # Some keys were already stored: each is an exact duplicate or a conflict. In the
+        # common case every staged row is new and this lookup is skipped.
+        conflicts = conn.execute(queries.RECORD_CONFLICTS).fetchone()
+        assert conflicts is not None
+        collided = int(conflicts["conflicts"])
+    result.stored = stored
+    result.conflicts = collided
+    result.duplicates += len(accepted.rows) - stored - collided
+    _record_in_batch_conflicts(conn, result, accepted)
 
 
 def record_rejection(

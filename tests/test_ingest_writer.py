@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import psycopg
 import pytest
@@ -176,3 +177,80 @@ def test_failed_batch_commits_nothing(db: psycopg.Connection[Row]) -> None:
         "SELECT (SELECT count(*) FROM readings) AS r, (SELECT count(*) FROM rejected_messages) AS j"
     ).fetchone()
     assert counts == {"r": 0, "j": 0}
+
+
+def _snapshot(db: psycopg.Connection[Row]) -> dict[str, list[Row]]:
+    return {
+        "readings": db.execute("SELECT * FROM readings ORDER BY device_id, ts").fetchall(),
+        "latest": db.execute("SELECT * FROM device_latest ORDER BY device_id").fetchall(),
+        "due": db.execute(
+            "SELECT shipment_id, evaluate_from FROM shipments ORDER BY shipment_id"
+        ).fetchall(),
+        "conflicts": db.execute(
+            "SELECT device_id, ts, reading FROM reading_conflicts ORDER BY ts"
+        ).fetchall(),
+    }
+
+
+def test_direct_copy_and_general_path_store_the_same(db: psycopg.Connection[Row]) -> None:
+    """A batch of new keys is COPied straight into readings; one stored key among them
+    sends the batch through staging. Both must leave the same rows behind."""
+    shipment_with_logger(db)
+    second = shipment_with_logger(db, ref="SHP-002", device_id="LOG-002", assigned_from=T0)
+    already = message(PREFIX, reading("LOG-001", -30, 3.0, lat=1.0, lon=2.0))
+    store_batch(db, [already], PREFIX)
+    batch = [
+        message(PREFIX, reading("LOG-001", 20, 4.5, lat=35.1, lon=-90.0, battery_pct=90)),
+        message(PREFIX, reading("LOG-001", 10, 4.4, lat=35.0, lon=-90.1)),
+        message(PREFIX, reading("LOG-001", 30, 4.6, lat=0.0, lon=0.0)),  # reboot: no fix
+        message(PREFIX, reading("LOG-002", -5, 2.0)),  # before its assignment
+        message(PREFIX, reading("LOG-002", 15, None, status="sensor_error")),
+        message(PREFIX, reading("LOG-002", 15, 7.7)),  # same key, other value: conflict
+        message(PREFIX, reading("LOG-002", 60 * 24 * 3, 5.0)),  # clock ahead of receipt
+        message(PREFIX, reading("LOG-001", 20, 4.5, lat=35.1, lon=-90.0, battery_pct=90)),
+    ]
+    outcomes = []
+    snapshots = []
+    for extra in ([], [already]):
+        with db.transaction(force_rollback=True):
+            result = store_batch(db, batch + extra, PREFIX)
+            outcomes.append((result.stored, result.duplicates, result.conflicts))
+            snapshots.append(_snapshot(db))
+    assert outcomes == [(6, 1, 1), (6, 2, 1)]
+    direct, general = snapshots
+    assert direct == general
+    latest = {row["device_id"]: row for row in direct["latest"]}
+    assert (latest["LOG-001"]["temp_c"], latest["LOG-001"]["lat"]) == (4.6, 35.1)
+    assert latest["LOG-002"]["status"] == "ok" and latest["LOG-002"]["temp_c"] == 5.0
+    ahead = [r for r in direct["readings"] if r["clock_ahead"]]
+    assert [(r["device_id"], r["shipment_id"]) for r in ahead] == [("LOG-002", second)]
+    assert sum(r["shipment_id"] is None for r in direct["readings"]) == 2  # -30 and -5 min
+    assert all(d["evaluate_from"] is not None for d in direct["due"])
+
+
+def test_concurrent_writers_store_each_key_once(db_url: str, db: psycopg.Connection[Row]) -> None:
+    """Two writers (a shared subscription after a redelivery) storing overlapping batches."""
+    import threading
+
+    from core.db import connect
+
+    shipment_with_logger(db)
+    batches = [
+        [message(PREFIX, reading("LOG-001", m, 4.0)) for m in range(0, 300, 1)],
+        [message(PREFIX, reading("LOG-001", m, 4.0)) for m in range(150, 450, 1)],
+    ]
+    results = []
+
+    def write(batch: list[Any]) -> None:
+        with connect(db_url) as conn:
+            results.append(store_batch(conn, batch, PREFIX))
+
+    threads = [threading.Thread(target=write, args=(b,)) for b in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sum(r.stored for r in results) == 450
+    assert sum(r.duplicates for r in results) == 150
+    count = db.execute("SELECT count(*) AS n FROM readings").fetchone()
+    assert count == {"n": 450}

@@ -4,8 +4,17 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from ingest.parser import PayloadError, parse_payload, parse_timestamp, parse_topic
+from ingest.parser import (
+    PayloadError,
+    _decode,
+    _readings,
+    parse_payload,
+    parse_timestamp,
+    parse_topic,
+)
 
 
 def _payload(**fields: object) -> bytes:
@@ -134,3 +143,73 @@ def test_timestamp_offsets_normalise_to_utc() -> None:
 def test_device_id_shape_is_checked(device_id: str) -> None:
     with pytest.raises(PayloadError, match="device_id"):
         parse_payload(_payload(device_id=device_id, ts="2026-01-01T00:00:00Z", temp_c=4))
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (_payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c=4, seq=2**63), "seq: must"),
+        (_payload(device_id="D1", ts="2026-01-01T00:00:00Z", temp_c=4, status=["ok"]), "status"),
+        (b'{"device_id": "D1", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "too deeply"),
+        # Beyond 64 bits orjson reads integers as floats; the reason still shows the integer.
+        (
+            _payload(device_id="D1", ts=12345678901234567890123, temp_c=4),
+            "ts: 12345678901234567890123 is not epoch milliseconds",
+        ),
+        (b'{"device_id": "D1", "ts": "2026-01-01T00:00:00Z", "temp_c": NaN}', "not a finite"),
+    ],
+)
+def test_margins_of_the_fast_decoder_keep_their_reasons(payload: bytes, reason: str) -> None:
+    with pytest.raises(PayloadError, match=reason):
+        parse_payload(payload)
+
+
+def _stdlib_outcome(payload: bytes) -> object:
+    """The parser's verdict with the standard-library decoder only (its reference)."""
+    try:
+        return _readings(_decode(payload), None)
+    except PayloadError as exc:
+        return str(exc)
+
+
+def _fast_outcome(payload: bytes) -> object:
+    try:
+        return parse_payload(payload)
+    except PayloadError as exc:
+        return str(exc)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.sampled_from(["ok", "sensor_error", "D1", "2026-01-01T00:00:00Z", "\ud800"])
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=12,
+)
+_reading_like = st.fixed_dictionaries(
+    {"device_id": st.sampled_from(["D1", "D2", "", 7])},
+    optional={
+        "ts": st.sampled_from(["2026-01-01T00:00:00Z", 1_764_065_700_000, 2**65, "x", None]),
+        "temp_c": _json_values | st.floats(-250, 150),
+        "seq": _json_values,
+        "status": _json_values,
+        "lat": _json_values,
+        "readings": st.lists(st.dictionaries(st.sampled_from(["ts", "temp_c"]), _json_values)),
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(_reading_like, _json_values), st.booleans())
+def test_fast_decoder_agrees_with_the_standard_library(document: object, spaced: bool) -> None:
+    payload = json.dumps(document, separators=(", ", ": ") if spaced else (",", ":")).encode()
+    assert _fast_outcome(payload) == _stdlib_outcome(payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64))
+def test_fast_decoder_agrees_on_arbitrary_bytes(payload: bytes) -> None:
+    assert _fast_outcome(payload) == _stdlib_outcome(payload)

@@ -1,0 +1,140 @@
+"""The tuned paho client of the ingest, against the real broker and database."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bench.ingest_publisher import WirePublisher, publish_packets
+from core.db import Row, connect, create_pool
+from core.settings import MqttTarget, Settings
+from ingest.consumer import IngestConsumer
+from ingest.devices import register_device
+from ingest.mqtt_tuning import _BufferedSocket
+from tests.mqtt_tools import reading_payloads
+from tests.test_walking_skeleton import wait_for
+
+DEVICE = "LOG-MQTT-1"
+
+
+def _count(url: str) -> int:
+    with connect(url) as conn:
+        row = conn.execute("SELECT count(*) AS n FROM readings").fetchone()
+    return 0 if row is None else int(row["n"])
+
+
+def test_buffered_socket_hands_out_what_was_asked() -> None:
+    left, right = socket.socketpair()
+    try:
+        wrapped = _BufferedSocket(left)
+        right.sendall(b"\x30\x05hello\x30\x03abc")
+        assert wrapped.recv(1) == b"\x30"
+        assert wrapped.pending() == 11  # the rest of the chunk is buffered
+        assert wrapped.recv(1) == b"\x05"
+        assert wrapped.recv(5) == b"hello"
+        assert wrapped.recv(1) == b"\x30"
+        assert wrapped.recv(100) == b"\x03abc"  # never more than buffered
+        assert wrapped.pending() == 0
+        right.close()
+        assert wrapped.recv(1) == b""  # the peer closed
+        assert wrapped.fileno() == left.fileno()
+    finally:
+        left.close()
+
+
+def _v5_publisher(url: str) -> mqtt.Client:
+    target = MqttTarget(url)
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+    )
+    client.connect(target.host, target.port)
+    client.loop_start()
+    return client
+
+
+@pytest.mark.storage
+def test_messages_with_and_without_v5_properties_are_stored(
+    settings: Settings, db_url: str, db: psycopg.Connection[Row]
+) -> None:
+    """The tuned client decodes a property-less QoS 1 PUBLISH itself and leaves the rest
+    (properties, QoS 0) to paho; every kind must be stored."""
+    register_device(db, DEVICE, "acme", 5, actor="test")
+    assert settings.mqtt_url is not None
+    if not MqttTarget(settings.mqtt_url).mqtt_v5:
+        pytest.skip("the broker speaks MQTT 3.1.1 only")
+    pool = create_pool(db_url, name="tuned")
+    consumer = IngestConsumer(settings, pool, client_id=f"ingest-{uuid.uuid4().hex[:8]}")
+    consumer.start()
+    publisher = _v5_publisher(settings.mqtt_url)
+    topic = f"{settings.topic_prefix}/acme/{DEVICE}/telemetry"
+    payloads = reading_payloads(DEVICE, 4)
+    try:
+        assert consumer.subscribed.wait(15), "ingest never subscribed"
+        with_properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        with_properties.MessageExpiryInterval = 3600
+        with_properties.UserProperty = [("firmware", "2.1")]
+        publisher.publish(topic, payloads[0], qos=1).wait_for_publish(10)
+        publisher.publish(topic, payloads[1], qos=1, properties=with_properties).wait_for_publish(
+            10
+        )
+        publisher.publish(topic, payloads[2], qos=0).wait_for_publish(10)
+        publisher.publish(topic, payloads[3], qos=1).wait_for_publish(10)
+        wait_for("all four stored", lambda: _count(db_url) == 4, 30)
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
+        consumer.stop()
+        pool.close()
+    seqs = [r["seq"] for r in db.execute("SELECT seq FROM readings ORDER BY seq")]
+    assert seqs == [0, 1, 2, 3]
+
+
+@pytest.mark.storage
+def test_burst_is_stored_once_and_acknowledged(
+    settings: Settings, db_url: str, db: psycopg.Connection[Row]
+) -> None:
+    """A burst far larger than a batch: every message stored once, and every one
+    acknowledged (the broker has nothing left to redeliver to the same session)."""
+    register_device(db, DEVICE, "acme", 5, actor="test")
+    assert settings.mqtt_url is not None
+    if not MqttTarget(settings.mqtt_url).mqtt_v5:
+        pytest.skip("resuming the session below speaks MQTT v5")
+    client_id = f"ingest-{uuid.uuid4().hex[:8]}"
+    pool = create_pool(db_url, name="burst")
+    consumer = IngestConsumer(settings, pool, client_id=client_id, batch_size=700)
+    consumer.start()
+    topic = f"{settings.topic_prefix}/acme/{DEVICE}/telemetry"
+    payloads = reading_payloads(DEVICE, 5000)
+    try:
+        assert consumer.subscribed.wait(15), "ingest never subscribed"
+        publisher = WirePublisher(settings.mqtt_url, f"pub-{uuid.uuid4().hex[:8]}")
+        publisher.send(publish_packets([(topic, p) for p in payloads]), window=2000)
+        publisher.close()
+        wait_for("the burst stored", lambda: _count(db_url) == len(payloads), 60)
+    finally:
+        consumer.stop()
+        pool.close()
+    # Resume the ingest's persistent session: anything not acknowledged would come again.
+    target = MqttTarget(settings.mqtt_url)
+    redelivered: list[int] = []
+    resumed = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+    )
+    resumed.on_message = lambda _c, _u, msg: redelivered.append(msg.mid)
+    resumed.connect(target.host, target.port, clean_start=False)
+    resumed.loop_start()
+    time.sleep(2)
+    resumed.disconnect()
+    resumed.loop_stop()
+    assert redelivered == []
+    assert db.execute("SELECT count(DISTINCT seq) AS n FROM readings").fetchone() == {
+        "n": len(payloads)
+    }
