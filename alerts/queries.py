@@ -15,13 +15,14 @@ WITH previous AS (
     WHERE shipment_id = %(shipment_id)s AND rule_id = %(rule_id)s AND state <> 'resolved'
 )
 INSERT INTO alerts AS a (shipment_id, rule_id, severity, summary, triggered_at, condition_at,
-                         ack_code)
+                         ack_code, page_message)
 VALUES (%(shipment_id)s, %(rule_id)s, %(severity)s, %(summary)s, %(now)s, %(condition_at)s,
-        %(ack_code)s)
+        %(ack_code)s, %(page_message)s)
 ON CONFLICT (shipment_id, rule_id) WHERE state <> 'resolved' DO UPDATE SET
     severity = CASE WHEN {SEVERITY_RANK % "EXCLUDED.severity"} > {SEVERITY_RANK % "a.severity"}
                     THEN EXCLUDED.severity ELSE a.severity END,
     summary = EXCLUDED.summary,
+    page_message = EXCLUDED.page_message,
     ack_code = coalesce(a.ack_code, EXCLUDED.ack_code),
     updated_at = EXCLUDED.triggered_at
 RETURNING alert_id, severity, state, ack_code,
@@ -131,8 +132,10 @@ FROM notifications WHERE notification_id = %s
 
 LIST_ALERTS: Final = """
 SELECT a.alert_id, a.shipment_id, s.shipment_ref, a.rule_id, a.severity, a.state, a.summary,
-       a.triggered_at, a.updated_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at
+       a.triggered_at, a.updated_at, a.acknowledged_at, a.acknowledged_by, a.resolved_at,
+       a.group_alert_id, e.state AS escalation_state, e.next_step_at AS escalation_next_at
 FROM alerts a LEFT JOIN shipments s USING (shipment_id)
+LEFT JOIN alert_escalations e USING (alert_id)
 WHERE (%(state)s::text IS NULL OR a.state = %(state)s)
 ORDER BY a.triggered_at DESC
 LIMIT %(limit)s
@@ -143,3 +146,5 @@ SELECT s.shipment_ref, a.rule_id, a.ack_code
 FROM alerts a LEFT JOIN shipments s USING (shipment_id)
 WHERE a.alert_id = %s
 """
+
+ALERT_SHIPMENT: Final = "SELECT shipment_id FROM alerts WHERE alert_id = %s"

@@ -1,8 +1,10 @@
 """Alert lifecycle and notification delivery.
 
 ``raise_alert`` is called by the monitor inside its transaction: it opens an alert or
-upgrades the open one in place, and writes the page as a ``notifications`` row before
-anything is sent. ``deliver_due`` is the worker's sweep: claim due rows, send, record.
+upgrades the open one in place and hands it to its escalation policy (alerts.paging),
+whose steps are written as ``notifications`` rows before anything is sent; with no
+policy configured it pages the outbox recipient ``on-call`` directly. ``deliver_due`` is
+the worker's sweep: claim due rows, send, record.
 ``acknowledge`` and ``resolve`` move an alert along triggered → acknowledged → resolved
 and cancel the pages still waiting, so nobody is woken for an alert already handled.
 """
@@ -12,13 +14,13 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from alerts import queries
+from alerts import gdp, paging, queries
 from alerts.channels import Channel, ChannelError
 from alerts.models import AlertChange, AlertState, Notification, Transition
 from core import audit
@@ -30,7 +32,7 @@ __all__ = ["AlertChange", "acknowledge", "deliver_due", "list_alerts", "raise_al
 
 log = logging.getLogger(__name__)
 
-ON_CALL = "on-call"  # outbox recipient until on-call schedules route pages to people
+ON_CALL = "on-call"  # outbox recipient while no escalation policy is configured
 MAX_ATTEMPTS = 8
 # No 0/O, 1/I/L: the code is read off a phone screen and typed back.
 ACK_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -70,7 +72,12 @@ def raise_alert(
     channel: str = "outbox",
     recipient: str = ON_CALL,
 ) -> AlertChange:
-    """Open or upgrade the alert for (shipment, rule); page when it is new or more severe."""
+    """Open or upgrade the alert for (shipment, rule); page when it is new or more severe.
+
+    The escalation policy routed by severity, lane and customer pages people; an explicit
+    ``channel``/``recipient`` (or no configured policy) pages that recipient directly.
+    A high or critical temperature alert confirms the excursion (alerts.gdp).
+    """
     if channel in ("sms", "voice") and not _E164.match(recipient):
         raise ValueError(f"{channel} pages need an E.164 phone number, got {recipient!r}")
     row = _open_or_upgrade(
@@ -82,6 +89,7 @@ def raise_alert(
             "summary": summary,
             "now": now,
             "condition_at": condition_at,
+            "page_message": message,
         },
     )
     previous = row["previous_severity"]
@@ -89,8 +97,13 @@ def raise_alert(
     created = previous is None
     upgraded = not created and current.rank > Severity(previous).rank
     if created or upgraded:
-        body = page_body(channel, message, row["ack_code"])
-        conn.execute(queries.INSERT_NOTIFICATION, (row["alert_id"], channel, recipient, body, now))
+        alert_id = int(row["alert_id"])
+        direct = channel != "outbox" or recipient != ON_CALL
+        if direct or not paging.start(
+            conn, alert_id=alert_id, shipment_id=shipment_id, severity=current, now=now
+        ):
+            body = page_body(channel, message, row["ack_code"])
+            conn.execute(queries.INSERT_NOTIFICATION, (alert_id, channel, recipient, body, now))
         audit.record(
             conn,
             actor="monitor",
@@ -104,6 +117,10 @@ def raise_alert(
                 "previous_severity": previous,
             },
         )
+        if gdp.confirms_excursion(conn, alert_id, current):
+            gdp.confirm_excursion(
+                conn, shipment_id=shipment_id, alert_id=alert_id, actor="monitor", now=now
+            )
     return AlertChange(int(row["alert_id"]), created, upgraded, current, row["ack_code"])
 
 
@@ -138,6 +155,8 @@ def acknowledge(
                 alert_id, state, False, alert["acknowledged_at"], alert["acknowledged_by"]
             )
         conn.execute(queries.ACKNOWLEDGE, {"alert_id": alert_id, "actor": actor, "now": now})
+        # The page named the alerts grouped under this one: they are acknowledged with it.
+        grouped = paging.acknowledged(conn, alert_id, actor, now)
         cancelled = _cancel_pending(conn, alert_id, now)
         audit.record(
             conn,
@@ -145,7 +164,7 @@ def acknowledge(
             action="alert.acknowledged",
             entity_type="alert",
             entity_id=alert_id,
-            details={"via": via, "cancelled_notifications": cancelled},
+            details={"via": via, "cancelled_notifications": cancelled, "grouped": grouped},
         )
     return Transition(alert_id, AlertState.ACKNOWLEDGED, True, now, actor, len(cancelled))
 
@@ -169,6 +188,7 @@ def resolve(
         conn.execute(
             queries.RESOLVE, {"alert_id": alert_id, "actor": actor, "note": note, "now": now}
         )
+        paging.resolved(conn, alert_id, now)
         cancelled = _cancel_pending(conn, alert_id, now)
         audit.record(
             conn,
@@ -233,6 +253,8 @@ def record_provider_status(
             "now": now,
         },
     ).fetchone()
+    if row is not None and status == "failed":
+        paging.failed_page(conn, int(row["notification_id"]), now)
     return row is not None
 
 
@@ -242,7 +264,7 @@ def _retry_delay(attempts: int) -> timedelta:
 
 def deliver_due(
     pool: ConnectionPool[psycopg.Connection[Row]],
-    channels: dict[str, Channel],
+    channels: Mapping[str, Channel],
     clock: Clock,
     limit: int = 50,
 ) -> int:
@@ -256,7 +278,7 @@ def deliver_due(
 
 def _deliver_one(
     pool: ConnectionPool[psycopg.Connection[Row]],
-    channels: dict[str, Channel],
+    channels: Mapping[str, Channel],
     clock: Clock,
     notification: Notification,
 ) -> None:
@@ -295,6 +317,7 @@ def _record_failure(
     with pool.connection() as conn:
         if exc.permanent or notification.attempts >= MAX_ATTEMPTS:
             conn.execute(queries.MARK_FAILED, (str(exc), now, notification_id))
+            paging.failed_page(conn, notification_id, now)
             log.error(
                 "notification failed",
                 extra={"notification_id": notification_id, "error": str(exc)},

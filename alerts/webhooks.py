@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qsl
 
@@ -30,13 +31,12 @@ from alerts.service import (
     resolve,
 )
 from alerts.twilio_channels import gather_twiml, voice_action_url
-from core.clock import SystemClock
+from core.accounts_api import clock_of
 from core.db import Row
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/webhooks/twilio", tags=["twilio"])
-_clock = SystemClock()
 
 # Twilio's status words for messages and calls in the order they can follow each other;
 # a report earlier in this order than the one recorded arrived late and is ignored.
@@ -148,7 +148,7 @@ def status_callback(request: Request, params: TwilioParams) -> Response:
             status=status,
             order=TWILIO_STATUS_ORDER,
             error=error,
-            now=_clock.now(),
+            now=clock_of(request).now(),
         )
     if status == "failed" and applied:
         log.error("page not delivered", extra={"sid": sid, "status": reported, "error": error})
@@ -179,7 +179,9 @@ def inbound_sms(request: Request, params: TwilioParams) -> Response:
                 else f"No alert has been paged to this phone. {HELP_TEXT}"
             )
             return _twiml(str(reply))
-        reply.message(_act(conn, alert_id, sender, "sms", resolving=match["resolve"] is not None))
+        resolving = match["resolve"] is not None
+        now = clock_of(request).now()
+        reply.message(_act(conn, alert_id, sender, "sms", now, resolving=resolving))
     return _twiml(str(reply))
 
 
@@ -211,17 +213,29 @@ def voice_keypress(request: Request, params: TwilioParams) -> Response:
                     voice_action_url(settings.public_url, page["notification_id"]),
                 )
             )
-        said = _act(conn, page["alert_id"], page["recipient"], "voice", resolving=digits == "2")
+        said = _act(
+            conn,
+            page["alert_id"],
+            page["recipient"],
+            "voice",
+            clock_of(request).now(),
+            resolving=digits == "2",
+        )
     response.say(said)
     return _twiml(str(response))
 
 
 def _act(
-    conn: psycopg.Connection[Row], alert_id: int, actor: str, via: str, *, resolving: bool
+    conn: psycopg.Connection[Row],
+    alert_id: int,
+    actor: str,
+    via: str,
+    now: datetime,
+    *,
+    resolving: bool,
 ) -> str:
     """Acknowledge or resolve for a person who was paged; the sentence to tell them."""
     label = _label(conn, alert_id)
-    now = _clock.now()
     try:
         if resolving:
             done = resolve(conn, alert_id, actor, None, now, via=via)

@@ -11,17 +11,17 @@ from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
 from alerts.service import raise_alert
-from core.accounts import SESSION_COOKIE, create_user
+from core.accounts import SESSION_COOKIE
 from core.clock import FixedClock
 from core.db import Row
 from core.http import create_app
 from core.settings import Settings
 from core.severity import Severity
 from tests.factories import T0, shipment_with_logger
+from tests.staff import PASSWORD, api_client, bearer, create_staff
 
 pytestmark = pytest.mark.storage
 
-PASSWORD = "a long enough password"
 CSRF = {"X-Requested-With": "coldchain"}
 
 
@@ -29,9 +29,7 @@ CSRF = {"X-Requested-With": "coldchain"}
 def client(
     settings: Settings, pool: ConnectionPool[psycopg.Connection[Row]]
 ) -> Iterator[TestClient]:
-    app = create_app(settings, pool)
-    app.state.clock = FixedClock(T0 + timedelta(days=1))
-    with TestClient(app) as the_client:
+    with api_client(settings, pool, FixedClock(T0 + timedelta(days=1))) as the_client:
         yield the_client
 
 
@@ -55,18 +53,8 @@ def alerts(db: psycopg.Connection[Row]) -> dict[str, int]:
             now=T0 + timedelta(minutes=minutes),
         )
         ids[rule] = change.alert_id
-    for role in ("logistics", "qa", "clinical", "admin"):
-        create_user(db, f"{role}@example.org", role.title(), role, PASSWORD, actor="test")
+    create_staff(db)
     return ids
-
-
-def bearer(client: TestClient, role: str) -> dict[str, str]:
-    answer = client.post(
-        "/api/v1/auth/login", json={"email": f"{role}@example.org", "password": PASSWORD}
-    )
-    assert answer.status_code == 200, answer.text
-    client.cookies.clear()  # scripts use the token, not the cookie
-    return {"Authorization": f"Bearer {answer.json()['token']}"}
 
 
 def _alert(db: psycopg.Connection[Row], alert_id: int) -> Row:
@@ -256,3 +244,23 @@ def test_login_failures_logout_and_expiry(
     assert client.get("/api/v1/alerts", headers=headers).status_code == 200
     clock.advance(timedelta(minutes=1))
     assert client.get("/api/v1/alerts", headers=headers).status_code == 401
+
+
+def test_confirming_an_excursion_is_for_qa_and_admin(
+    client: TestClient, alerts: dict[str, int], db: psycopg.Connection[Row]
+) -> None:
+    alert_id = alerts["freeze"]
+    for role in ("logistics", "clinical"):
+        answer = client.post(
+            f"/api/v1/alerts/{alert_id}/confirm-excursion", headers=bearer(client, role)
+        )
+        assert answer.status_code == 403
+        assert answer.json()["title"] == f"the {role} role may not do excursion.confirm"
+    for role in ("qa", "admin"):  # past the role check: the unknown alert is the refusal
+        path = "/api/v1/alerts/999999/confirm-excursion"
+        assert client.post(path, headers=bearer(client, role)).status_code == 404
+    denials = _audit(db, "auth.permission_denied")
+    assert [(d["actor"], d["entity_id"], d["details"]["permission"]) for d in denials] == [
+        ("logistics@example.org", str(alert_id), "excursion.confirm"),
+        ("clinical@example.org", str(alert_id), "excursion.confirm"),
+    ]
