@@ -16,11 +16,13 @@ from datetime import datetime, timedelta
 
 from core.severity import Severity
 from monitor.profiles import Rule
+from monitor.route import distance_to_route_km
 
 LOGGER_OFFLINE = "logger-offline"
 BATTERY_LOW = "battery-low"
 DELIVERY_DELAYED = "delivery-delayed"
-LIVE_RULES: tuple[str, ...] = (LOGGER_OFFLINE, BATTERY_LOW, DELIVERY_DELAYED)
+ROUTE_DEVIATION = "route-deviation"
+LIVE_RULES: tuple[str, ...] = (LOGGER_OFFLINE, BATTERY_LOW, DELIVERY_DELAYED, ROUTE_DEVIATION)
 
 # A logger is offline after this many missed reporting intervals, by wall clock. Three
 # tolerates one lost message and a slow batch; store-and-forward loggers (flights, customs)
@@ -59,6 +61,19 @@ class LiveShipment:
     destination_lon: float | None
     arrival_radius_km: float | None
     loggers: tuple[LoggerState, ...] = ()
+    origin_lat: float | None = None
+    origin_lon: float | None = None
+    # Planned route: origin → waypoints → destination; watched only with a corridor.
+    route_waypoints: tuple[tuple[float, float], ...] = ()
+    route_corridor_km: float | None = None
+
+    def planned_route(self) -> tuple[tuple[float, float], ...]:
+        points = [
+            (self.origin_lat, self.origin_lon),
+            *self.route_waypoints,
+            (self.destination_lat, self.destination_lon),
+        ]
+        return tuple((lat, lon) for lat, lon in points if lat is not None and lon is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +187,34 @@ def delivery_delayed(shipment: LiveShipment, now: datetime) -> Condition | None:
     )
 
 
+def route_deviation(shipment: LiveShipment, now: datetime) -> Condition | None:
+    """A current fix (since departure) farther than the corridor from the planned route."""
+    corridor = shipment.route_corridor_km
+    route = shipment.planned_route()
+    if corridor is None or not route:
+        return None
+    outside = []
+    for logger in shipment.loggers:
+        if logger.lat is None or logger.lon is None or logger.position_ts is None:
+            continue
+        if shipment.departed_at is not None and logger.position_ts < shipment.departed_at:
+            continue
+        distance = distance_to_route_km((logger.lat, logger.lon), route)
+        if distance > corridor:
+            outside.append((distance, logger))
+    if not outside:
+        return None
+    distance, farthest = max(outside, key=lambda pair: pair[0])
+    assert farthest.position_ts is not None
+    return Condition(
+        ROUTE_DEVIATION,
+        Severity.MEDIUM,
+        farthest.position_ts,
+        f"{farthest.device_id} is {distance:.0f} km from the planned route "
+        f"(corridor {corridor:g} km) at {farthest.position_ts:%Y-%m-%d %H:%M}Z",
+    )
+
+
 def arrival(shipment: LiveShipment) -> Arrival | None:
     """The earliest current fix inside the destination geofence, if any logger has one.
 
@@ -205,7 +248,7 @@ def plan_live(shipment: LiveShipment, open_alerts: Sequence[OpenAlert], now: dat
     watching = shipment.status == "in_transit" and arrived is None
     conditions: dict[str, Condition] = {}
     if watching:
-        for check in (logger_offline, battery_low, delivery_delayed):
+        for check in (logger_offline, battery_low, delivery_delayed, route_deviation):
             condition = check(shipment, now)
             if condition is not None:
                 conditions[condition.rule_id] = condition
@@ -237,6 +280,7 @@ def _clear_note(rule_id: str, reason: str) -> str:
         LOGGER_OFFLINE: "logger reporting again",
         BATTERY_LOW: f"battery above {BATTERY_LOW_PCT:g} %",
         DELIVERY_DELAYED: "expected delivery time moved later",
+        ROUTE_DEVIATION: "back within the route corridor",
     }[rule_id]
 
 

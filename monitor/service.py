@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,10 +25,16 @@ from core.db import Row
 from core.severity import Severity
 from monitor import live, queries
 from monitor.evaluation import evaluate
-from monitor.models import Alarm, Evaluation
+from monitor.models import Alarm, Evaluation, Excursion
 from monitor.profiles import DrugProfile, catalog
+from monitor.quality import SIGNED_STATES
 
 log = logging.getLogger(__name__)
+
+# Late data that changes a shipment QA has already signed for (docs/profiles.md).
+POST_RELEASE_RULE = "post-release-excursion"
+MAX_CORRIDOR_KM = 1000.0  # as the shipments.route_corridor_km check allows
+QA_RECIPIENT = "qa"  # outbox recipient of post-release alerts: a quality decision, not logistics
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +73,38 @@ def sync_catalog(conn: psycopg.Connection[Row]) -> list[str]:
     return changed
 
 
+def set_planned_route(
+    conn: psycopg.Connection[Row],
+    shipment_id: int,
+    *,
+    corridor_km: float | None,
+    waypoints: Sequence[tuple[float, float]] = (),
+    actor: str,
+) -> None:
+    """Watch a shipment against origin → waypoints → destination (None: stop watching)."""
+    if corridor_km is not None and not 0 < corridor_km <= MAX_CORRIDOR_KM:
+        raise ValueError(f"corridor_km must be above 0 and at most {MAX_CORRIDOR_KM:g} km")
+    for i, (lat, lon) in enumerate(waypoints):
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValueError(f"waypoints.{i}: ({lat}, {lon}) is not a latitude/longitude")
+    points = [[float(lat), float(lon)] for lat, lon in waypoints]
+    with conn.transaction():
+        row = conn.execute(
+            queries.SET_PLANNED_ROUTE,
+            {"shipment_id": shipment_id, "corridor_km": corridor_km, "waypoints": Jsonb(points)},
+        ).fetchone()
+        if row is None:
+            raise ValueError(f"shipment_id: no shipment {shipment_id}")
+        audit.record(
+            conn,
+            actor=actor,
+            action="shipment.route_planned",
+            entity_type="shipment",
+            entity_id=shipment_id,
+            details={"corridor_km": corridor_km, "waypoints": points},
+        )
+
+
 def evaluate_due(
     conn: psycopg.Connection[Row], clock: Clock, dashboard_url: str, limit: int = 20
 ) -> list[ShipmentOutcome]:
@@ -82,16 +121,25 @@ def _evaluate_shipment(
 ) -> ShipmentOutcome:
     profile = DrugProfile.model_validate(shipment["definition"])
     rows = conn.execute(queries.SHIPMENT_READINGS, (shipment["shipment_id"],)).fetchall()
-    frame = pd.DataFrame(rows, columns=["ts", "temp_c"])
+    frame = pd.DataFrame(rows, columns=["ts", "temp_c", "stage"])
     result = evaluate(profile, frame)
     # Readings older than what was already evaluated reveal history late (store-and-forward).
     through = shipment["evaluated_through"]
     late = through is not None and shipment["evaluate_from"] < through
-    _record_excursions(conn, shipment["shipment_id"], result, late, now)
-    new_alarms = 0
-    for alarm in result.alarms:
-        if _record_alarm(conn, shipment, profile, alarm, late, now, dashboard_url, result.end):
-            new_alarms += 1
+    new_excursions = _record_excursions(conn, shipment["shipment_id"], result, late, now)
+    # After QA has signed, the record stands: what late data reveals goes to QA as one
+    # post-release alert instead of paging the rule as if the shipment were still moving.
+    signed = shipment["quality_state"] in SIGNED_STATES
+    found = [
+        alarm
+        for alarm in result.alarms
+        if _record_alarm(
+            conn, shipment, profile, alarm, late, now, dashboard_url, result.end, page=not signed
+        )
+    ]
+    new_alarms = len(found)
+    if signed and (new_excursions or found):
+        _raise_post_release(conn, shipment, new_excursions, found, now, dashboard_url)
     resolved = _resolve_cleared_runs(conn, shipment["shipment_id"], profile, rows, now)
     conn.execute(queries.MARK_EVALUATED, (now, result.end, shipment["shipment_id"]))
     return ShipmentOutcome(shipment["shipment_id"], result.verdict, new_alarms, resolved)
@@ -126,11 +174,49 @@ def _resolve_cleared_runs(
     return resolved
 
 
+def _raise_post_release(
+    conn: psycopg.Connection[Row],
+    shipment: Row,
+    excursions: list[Excursion],
+    alarms: list[Alarm],
+    now: datetime,
+    dashboard_url: str,
+) -> None:
+    signed = conn.execute(queries.LATEST_DISPOSITION, (shipment["shipment_id"],)).fetchone()
+    decision = "signed" if signed is None else signed["decision"].replace("_", " ")
+    found = [f"{e.direction}-range excursion from {e.start:%Y-%m-%d %H:%M}Z" for e in excursions]
+    found += [f"rule {a.rule} alarm at {a.at:%Y-%m-%d %H:%M}Z" for a in alarms]
+    since = min([e.start for e in excursions] + [a.start for a in alarms])
+    summary = f"after the {decision} disposition, late readings show: {'; '.join(found)}"
+    raise_alert(
+        conn,
+        shipment_id=shipment["shipment_id"],
+        rule_id=POST_RELEASE_RULE,
+        severity=Severity.HIGH,
+        summary=summary,
+        # No patient data in pages: shipment reference, what was found, link.
+        message=(
+            f"[HIGH] Shipment {shipment['shipment_ref']}: QA disposition already signed "
+            f"({decision}); late data show {len(found)} new finding(s). "
+            f"{dashboard_url}/shipments/{shipment['shipment_id']}"
+        ),
+        condition_at=since,
+        now=now,
+        recipient=QA_RECIPIENT,
+    )
+    log.warning(
+        "post-release finding",
+        extra={"shipment": shipment["shipment_ref"], "findings": len(found)},
+    )
+
+
 def _record_excursions(
     conn: psycopg.Connection[Row], shipment_id: int, result: Evaluation, late: bool, now: datetime
-) -> None:
+) -> list[Excursion]:
+    """Upsert the excursions; those never recorded before."""
+    new = []
     for excursion in result.excursions:
-        conn.execute(
+        row = conn.execute(
             queries.UPSERT_EXCURSION,
             {
                 "shipment_id": shipment_id,
@@ -142,7 +228,10 @@ def _record_excursions(
                 "retrospective": late,
                 "now": now,
             },
-        )
+        ).fetchone()
+        if row is not None and row["inserted"]:
+            new.append(excursion)
+    return new
 
 
 def _record_alarm(
@@ -154,6 +243,8 @@ def _record_alarm(
     now: datetime,
     dashboard_url: str,
     seen_through: datetime | None,
+    *,
+    page: bool = True,
 ) -> bool:
     inserted = conn.execute(
         queries.INSERT_ALARM,
@@ -170,6 +261,8 @@ def _record_alarm(
     ).fetchone()
     if inserted is None:
         return False
+    if not page:
+        return True
     rule = next(r for r in profile.rules if r.id == alarm.rule)
     latest = conn.execute(queries.LATEST_TEMPERATURE, (shipment["shipment_id"],)).fetchone()
     current = "n/a" if latest is None else f"{latest['temp_c']:.1f} °C"
@@ -231,7 +324,10 @@ def sweep_live(conn: psycopg.Connection[Row], clock: Clock, dashboard_url: str) 
                 live.OpenAlert(row["alert_id"], row["rule_id"], Severity(row["severity"]))
             )
         for row in shipments:
-            shipment = live.LiveShipment(**row, loggers=tuple(loggers[row["shipment_id"]]))
+            waypoints = tuple((float(lat), float(lon)) for lat, lon in row.pop("route_waypoints"))
+            shipment = live.LiveShipment(
+                **row, route_waypoints=waypoints, loggers=tuple(loggers[row["shipment_id"]])
+            )
             plan = live.plan_live(shipment, open_alerts[shipment.shipment_id], now)
             if not plan.empty:
                 _apply_live_plan(conn, shipment, plan, now, dashboard_url, outcome)
