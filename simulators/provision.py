@@ -8,7 +8,8 @@ from datetime import datetime, timedelta
 
 import psycopg
 
-from case_link.cases import link_shipment, register_case
+from case_link.cases import link_shipment
+from case_link.demo_data import equip_simulated_shipment, open_simulated_case, start_shipping
 from case_link.shipments import Place, assign_device, create_shipment
 from core.db import Row
 from ingest.credentials import set_device_password
@@ -66,8 +67,18 @@ def provision(
                 expected_delivery_at=start + timedelta(minutes=delivered_min),
                 actor=ACTOR,
             )
-            case_id = register_case(conn, f"CASE-{plan.ref}", ACTOR)
+            case_id = open_simulated_case(conn, f"CASE-{plan.ref}", actor=ACTOR, now=start)
             link_shipment(conn, shipment_id, case_id, ACTOR)
+            start_shipping(conn, case_id, actor=ACTOR, now=start)
+            equip_simulated_shipment(
+                conn,
+                case_id=case_id,
+                shipment_id=shipment_id,
+                shipment_ref=plan.ref,
+                origin=Place(plan.origin.name, plan.origin.lat, plan.origin.lon, plan.origin.tz),
+                start=start,
+                actor=ACTOR,
+            )
             _assign(conn, shipment_id, plan.device, start)
             shipment_ids[plan.ref] = shipment_id
     return shipment_ids

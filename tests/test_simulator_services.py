@@ -186,10 +186,13 @@ def test_provision_creates_cases_shipments_and_loggers(db: psycopg.Connection[Ro
     assert all(r["mqtt_password_hash"].startswith("$7$") and r["later"] for r in rows)
     audited = db.execute(
         "SELECT action, count(*) AS n FROM audit_log WHERE actor = 'simulator' "
-        "AND action IN ('case.registered', 'shipment.case_linked') GROUP BY 1 ORDER BY 1"
+        "AND action IN ('case.created', 'case.transitioned', 'shipment.case_linked') "
+        "GROUP BY 1 ORDER BY 1"
     ).fetchall()
+    # Each case is opened and walked to shipping by the workflow (6 steps), once.
     assert audited == [
-        {"action": "case.registered", "n": 8},
+        {"action": "case.created", "n": 8},
+        {"action": "case.transitioned", "n": 8 * 6},
         {"action": "shipment.case_linked", "n": 8},
     ]
     unknown = scenario.shipments[0].model_copy(
