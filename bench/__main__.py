@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from bench import evaluation, ingest
+from bench import dashboard, evaluation, ingest
 
-BENCHMARKS = {"evaluation": evaluation.run, "ingest": ingest.run}
+BENCHMARKS = {"evaluation": evaluation.run, "ingest": ingest.run, "dashboard": dashboard.run}
 
 
 def main() -> None:

@@ -32,10 +32,27 @@ class Role(StrEnum):
 
 # Which role may do what. The server checks this on every action; hiding a button in the
 # dashboard is a convenience, never the control.
+# This is the only table: APIs check it with core.accounts_api.require(permission), the
+# dashboard with can(user.role, permission). docs/accounts.md lists it (a test compares).
 PERMISSIONS: Final[dict[str, frozenset[Role]]] = {
     "view": frozenset(Role),
     "alert.acknowledge": frozenset({Role.LOGISTICS, Role.QA, Role.ADMIN}),
     "alert.resolve": frozenset({Role.LOGISTICS, Role.QA, Role.ADMIN}),
+    "excursion.confirm": frozenset({Role.QA, Role.ADMIN}),
+    "oncall.manage": frozenset({Role.ADMIN}),
+    "shipment.contacts": frozenset({Role.LOGISTICS, Role.ADMIN}),
+    "case.view": frozenset(Role),
+    "case.manage": frozenset({Role.CLINICAL, Role.ADMIN}),
+    "case.link_shipment": frozenset({Role.LOGISTICS, Role.CLINICAL, Role.ADMIN}),
+    "physician.manage": frozenset({Role.CLINICAL, Role.ADMIN}),
+    "adverse_event.manage": frozenset({Role.CLINICAL, Role.ADMIN}),
+    "receipt.resend": frozenset({Role.LOGISTICS, Role.CLINICAL, Role.ADMIN}),
+    "shipment.view": frozenset(Role),
+    "shipment.manage": frozenset({Role.LOGISTICS, Role.ADMIN}),
+    # Part 11: only QA assesses and signs a disposition. An administrator manages accounts
+    # and could create any identity, so their signature would not be a qualified reviewer's.
+    "disposition.assess": frozenset({Role.QA}),
+    "disposition.sign": frozenset({Role.QA}),
     "user.manage": frozenset({Role.ADMIN}),
 }
 
@@ -146,9 +163,6 @@ class StaffUser:
     email: str
     display_name: str
     role: Role
-
-    def can(self, permission: str) -> bool:
-        return can(self.role, permission)
 
 
 @dataclass(frozen=True, slots=True)

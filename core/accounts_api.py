@@ -1,5 +1,8 @@
 """Staff login for the API: sessions by cookie or bearer token, role checks, CSRF rule.
 
+Every staff route checks its role with ``Depends(require(permission))``; the permissions
+and the roles holding them are core.accounts.PERMISSIONS.
+
 ``POST /api/v1/auth/login`` answers a session token (for scripts: ``Authorization: Bearer``)
 and sets it as the ``coldchain_session`` cookie (for browsers). A state-changing request
 authenticated by the cookie must also carry ``X-Requested-With: coldchain`` or an
@@ -82,13 +85,21 @@ def current_principal(request: Request) -> Principal:
 def require(
     permission: str, *, entity_type: str = "api", id_param: str | None = None
 ) -> Callable[..., StaffUser]:
-    """A dependency: the signed-in user, if their role holds ``permission`` (else 403, audited)."""
+    """A dependency: the signed-in user, if their role holds ``permission``.
+
+    This is the one role check of every staff API. No or a dead session: 401. A role
+    without the permission (core.accounts.PERMISSIONS): 403 naming the role and the
+    permission, and an ``auth.permission_denied`` audit entry on ``entity_type`` with the
+    path parameter ``id_param`` (or the request path) as its id.
+    """
+    if permission not in accounts.PERMISSIONS:
+        raise KeyError(f"unknown permission {permission!r}: add it to core.accounts.PERMISSIONS")
 
     def check(
         request: Request, principal: Annotated[Principal, Depends(current_principal)]
     ) -> StaffUser:
         user = principal.user
-        if not user.can(permission):
+        if not accounts.can(user.role, permission):
             entity_id = request.path_params.get(id_param, "") if id_param else request.url.path
             with request.app.state.pool.connection() as conn:
                 accounts.record_denial(

@@ -78,12 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--format", choices=("json", "table"), default="json")
     evaluate.set_defaults(handler=c.monitor_evaluate)
+    from monitor.cli import add_commands as add_monitor_commands  # noqa: PLC0415
+
+    add_monitor_commands(monitor)
 
     alerts = sub.add_parser("alerts", help="alert delivery").add_subparsers(
         dest="alerts_command", required=True
     )
     alerts.add_parser("run", help="deliver due notifications (APScheduler sweeps)").set_defaults(
         handler=c.alerts_run
+    )
+
+    oncall = sub.add_parser("oncall", help="on-call people, schedules and policies").add_subparsers(
+        dest="oncall_command", required=True
+    )
+    oncall_import = oncall.add_parser(
+        "import", help="validate a YAML configuration and replace the stored one (idempotent)"
+    )
+    oncall_import.add_argument("file", metavar="FILE.yaml")
+    oncall_import.set_defaults(handler=c.oncall_import)
+    oncall.add_parser("show", help="who is on call now and next, per schedule").set_defaults(
+        handler=c.oncall_show
     )
 
     api = sub.add_parser("api", help="serve the HTTP API (FastAPI)")
@@ -231,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     run_all.add_argument("--api-port", type=int, default=8000)
     run_all.add_argument("--dashboard-port", type=int, default=8050)
     run_all.set_defaults(handler=c.run_all)
+
+    from case_link.cli import add_commands as add_case_commands  # noqa: PLC0415
+
+    add_case_commands(sub)
     return parser
 
 

@@ -110,17 +110,39 @@ def alerts_run(_args: argparse.Namespace) -> int:
     from apscheduler.schedulers.blocking import BlockingScheduler
 
     from alerts.jobs import add_alert_jobs
+    from case_link.jobs import add_case_jobs
     from core.db import create_pool
 
     settings = _settings()
     pool = create_pool(settings.require_database_url(), name="alerts")
     scheduler = BlockingScheduler(timezone="UTC")
     channels = add_alert_jobs(scheduler, pool, settings=settings)
+    add_case_jobs(scheduler, pool, None, settings)
     log.info("alerts worker running", extra={"channels": ",".join(channels)})
     try:
         scheduler.start()
     finally:
         pool.close()
+    return 0
+
+
+def oncall_import(args: argparse.Namespace) -> int:
+    from alerts.oncall_cli import import_file
+    from core.db import connect
+
+    settings = _settings()
+    with connect(settings.require_database_url(), autocommit=True) as conn:
+        _out(import_file(conn, Path(args.file)))
+    return 0
+
+
+def oncall_show(_args: argparse.Namespace) -> int:
+    from alerts.oncall_cli import show
+    from core.db import connect
+
+    settings = _settings()
+    with connect(settings.require_database_url(), autocommit=True) as conn:
+        _out(show(conn))
     return 0
 
 

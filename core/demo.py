@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 
+from alerts.demo_oncall import import_demo_oncall
 from core.accounts import create_user, new_password, set_password
 from core.clock import SystemClock
 from core.db import Row, create_pool
@@ -66,6 +67,8 @@ def run_demo(args: argparse.Namespace, settings: Settings, cwd: Path) -> int:
         secret_key = settings.secret_key.get_secret_value() if settings.secret_key else None
         with pool.connection() as conn:
             provision(conn, scenario, plans, start, secret_key=secret_key)
+            # Pages go to the demo's on-call people (outbox without Twilio settings).
+            import_demo_oncall(conn, SystemClock().now())
         messages = iter_fleet_messages(scenario, plans, start, scenario.seed)
         fleet = MqttFleet(settings.mqtt, settings.topic_prefix, plans, secret_key=secret_key)
         group.thread("simulator", lambda: _publish(fleet, messages, args.speed, group))

@@ -14,11 +14,16 @@ from psycopg_pool import ConnectionPool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from alerts.api import router as alerts_router
+from alerts.oncall_api import router as oncall_router
 from alerts.webhooks import router as twilio_webhooks
+from case_link.ae_api import router as adverse_events_router
+from case_link.api import router as case_link_router
+from case_link.pages import router as physician_pages
 from core.accounts_api import router as auth_router
 from core.db import Row
 from core.settings import Settings
 from ingest.api import router as telemetry_router
+from monitor.api import router as disposition_router
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,11 @@ def create_app(settings: Settings, pool: ConnectionPool[psycopg.Connection[Row]]
     app.include_router(twilio_webhooks)
     app.include_router(auth_router)
     app.include_router(alerts_router)
+    app.include_router(oncall_router)
+    app.include_router(case_link_router)
+    app.include_router(adverse_events_router)
+    app.include_router(physician_pages)
+    app.include_router(disposition_router)
     # Prometheus metrics of this process (HTTP ingest counters and the default collectors).
     app.mount("/metrics", make_asgi_app())
 

@@ -89,6 +89,7 @@ def start_all(
 ) -> None:
     """Ingest, monitor, alerts worker, API and dashboard as threads of this process."""
     from alerts.jobs import add_alert_jobs  # noqa: PLC0415
+    from case_link.jobs import add_case_jobs  # noqa: PLC0415
     from dashboard.server import serve_dashboard  # noqa: PLC0415
     from ingest.consumer import IngestConsumer  # noqa: PLC0415
     from monitor.jobs import run_monitor  # noqa: PLC0415
@@ -104,6 +105,7 @@ def start_all(
 
     scheduler = BackgroundScheduler(timezone="UTC")
     add_alert_jobs(scheduler, pool, settings=settings)
+    add_case_jobs(scheduler, pool, None, settings)
     scheduler.start()
     group.on_stop(lambda: scheduler.shutdown(wait=True))
 

@@ -99,6 +99,29 @@ class Settings(BaseSettings):
     map_tile_url: str | None = Field(
         "https://tile.openstreetmap.org/{z}/{x}/{y}.png", validation_alias="COLDCHAIN_MAP_TILE_URL"
     )
+    # Physician links (issue 7): receipt and follow-up links, and who to call when one fails.
+    support_contact: str = Field(
+        "the shipment team (reply to the SMS you received)",
+        validation_alias="COLDCHAIN_SUPPORT_CONTACT",
+        min_length=1,
+        max_length=200,
+    )
+    receipt_link_ttl_hours: int = Field(
+        168, validation_alias="COLDCHAIN_RECEIPT_LINK_TTL_HOURS", ge=1, le=24 * 60
+    )
+    receipt_confirm_within_hours: int = Field(
+        24, validation_alias="COLDCHAIN_RECEIPT_CONFIRM_WITHIN_HOURS", ge=1, le=24 * 30
+    )
+    followup_after_hours: int = Field(
+        48, validation_alias="COLDCHAIN_FOLLOWUP_AFTER_HOURS", ge=1, le=24 * 60
+    )
+    ae_serious_report_days: int = Field(
+        15, validation_alias="COLDCHAIN_AE_SERIOUS_REPORT_DAYS", ge=1, le=365
+    )
+    ae_nonserious_report_days: int = Field(
+        90, validation_alias="COLDCHAIN_AE_NONSERIOUS_REPORT_DAYS", ge=1, le=365
+    )
+    ae_reminder_days: int = Field(3, validation_alias="COLDCHAIN_AE_REMINDER_DAYS", ge=0, le=60)
     twilio_account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: SecretStr | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
     twilio_from_number: str | None = Field(None, validation_alias="TWILIO_FROM_NUMBER")

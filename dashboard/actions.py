@@ -21,6 +21,7 @@ from core.clock import Clock
 from core.db import Row
 from dashboard import queries, shipment
 from dashboard.auth import current_user
+from dashboard.units import shipment_id_of
 
 # Button action → (permission, what the person reads).
 ACTIONS: Final = {
@@ -33,12 +34,47 @@ def allowed_actions(user: StaffUser | None) -> frozenset[str]:
     """Which buttons to show; a display convenience only, the callback checks again."""
     if user is None:
         return frozenset()
-    return frozenset(name for name, (permission, _) in ACTIONS.items() if user.can(permission))
+    return frozenset(
+        name for name, (permission, _) in ACTIONS.items() if accounts.can(user.role, permission)
+    )
 
 
-def _shipment_id(pathname: str | None) -> int | None:
-    tail = (pathname or "").rstrip("/").removeprefix("/shipments/")
-    return int(tail) if tail.isdigit() else None
+def perform(
+    conn: psycopg.Connection[Row], user: StaffUser, action: str, alert_id: int, clock: Clock
+) -> dbc.Alert:
+    """Acknowledge or resolve for ``user`` if the role allows it; a refusal is audited."""
+    permission, done = ACTIONS[action]
+    if not accounts.can(user.role, permission):
+        accounts.record_denial(
+            conn, user, permission, entity_type="alert", entity_id=alert_id, via="dashboard"
+        )
+        return dbc.Alert(
+            f"Your role ({user.role}) may not do this: {permission}.",
+            color="danger",
+            id="alert-action-refused",
+        )
+    try:
+        if action == "ack":
+            service.acknowledge(conn, alert_id, user.email, "dashboard", clock.now())
+        else:
+            service.resolve(conn, alert_id, user.email, None, clock.now(), via="dashboard")
+    except (service.AlertNotFound, service.InvalidTransition) as exc:
+        return dbc.Alert(str(exc), color="warning", id="alert-action-failed")
+    return dbc.Alert(
+        f"Alert {alert_id} {done} by {user.email}.", color="success", id="alert-action-done"
+    )
+
+
+def clicked_action(trigger: object, value: object) -> tuple[str, int] | None:
+    """The (action, alert id) of a real click on a pattern-matched alert button."""
+    # Buttons re-rendered after an action arrive with n_clicks unset: not a click.
+    if not isinstance(trigger, dict) or not value:
+        return None
+    action = str(trigger.get("action"))
+    alert_id = trigger.get("alert_id")
+    if action not in ACTIONS or not isinstance(alert_id, int):
+        return None
+    return action, alert_id
 
 
 def register(app: Dash, pool: ConnectionPool[psycopg.Connection[Row]], clock: Clock) -> None:
@@ -50,39 +86,15 @@ def register(app: Dash, pool: ConnectionPool[psycopg.Connection[Row]], clock: Cl
         prevent_initial_call=True,
     )
     def act(_clicks: list[int | None], pathname: str | None) -> tuple[Any, Any]:
-        trigger = ctx.triggered_id
-        # Buttons re-rendered after an action arrive with n_clicks unset: not a click.
-        if not isinstance(trigger, dict) or not ctx.triggered[0]["value"]:
-            raise PreventUpdate
-        action, alert_id = str(trigger["action"]), int(trigger["alert_id"])
+        clicked = clicked_action(ctx.triggered_id, ctx.triggered[0]["value"])
         user = current_user()
-        if user is None or action not in ACTIONS:
+        if clicked is None or user is None:
             raise PreventUpdate
-        permission, done = ACTIONS[action]
+        action, alert_id = clicked
         with pool.connection() as conn:
-            if not user.can(permission):
-                accounts.record_denial(
-                    conn, user, permission, entity_type="alert", entity_id=alert_id,
-                    via="dashboard",
-                )  # fmt: skip
-                return no_update, dbc.Alert(
-                    f"Your role ({user.role}) may not do this: {permission}.",
-                    color="danger",
-                    id="alert-action-refused",
-                )
-            try:
-                if action == "ack":
-                    service.acknowledge(conn, alert_id, user.email, "dashboard", clock.now())
-                else:
-                    service.resolve(conn, alert_id, user.email, None, clock.now(), via="dashboard")
-            except (service.AlertNotFound, service.InvalidTransition) as exc:
-                message = dbc.Alert(str(exc), color="warning", id="alert-action-failed")
-            else:
-                message = dbc.Alert(
-                    f"Alert {alert_id} {done} by {user.email}.",
-                    color="success",
-                    id="alert-action-done",
-                )
-            shipment_id = _shipment_id(pathname)
+            message = perform(conn, user, action, alert_id, clock)
+            if message.id == "alert-action-refused":
+                return no_update, message
+            shipment_id = shipment_id_of(pathname)
             rows = queries.shipment_alerts(conn, shipment_id) if shipment_id else []
         return shipment.alerts_list(rows, allowed_actions(user)), message

@@ -1,7 +1,8 @@
 """The Dash application: routing and the refresh callbacks.
 
-Pages: ``/`` (live overview) and ``/shipments/<id>``. Every callback reads the database
-(the single source of truth); the app holds no state of its own.
+Pages: ``/`` (live map and overview), ``/shipments/<id>``, ``/alerts``, ``/devices`` and
+``/cases``. Every callback reads the database (the single source of truth); the app holds
+no state of its own. The browser keeps only the person's choice of °C or °F (local storage).
 """
 
 from __future__ import annotations
@@ -9,16 +10,27 @@ from __future__ import annotations
 from typing import Any
 
 import dash_bootstrap_components as dbc
-import plotly.graph_objects as go
 import psycopg
-from dash import Dash, Input, Output, dcc, html
+from dash import Dash, Input, Output, State, dcc, html
 from psycopg_pool import ConnectionPool
 
 from core.clock import Clock, SystemClock
 from core.db import Row
 from core.settings import Settings
-from dashboard import actions, overview, queries, shipment
+from dashboard import (
+    actions,
+    alerts_page,
+    cases,
+    devices,
+    disposition,
+    overview,
+    queries,
+    shipment,
+    shipment_case,
+    units,
+)
 from dashboard.auth import DashboardAuth, current_user
+from dashboard.formatting import unit_of
 
 REFRESH_MS = 3000
 
@@ -28,6 +40,14 @@ def _navbar() -> dbc.NavbarSimple:
     items = []
     if user is not None:
         items = [
+            dbc.NavItem(dbc.NavLink("Map", href="/", id="nav-map")),
+            dbc.NavItem(dbc.NavLink("Alerts", href="/alerts", id="nav-alerts")),
+            dbc.NavItem(dbc.NavLink("Devices", href="/devices", id="nav-devices")),
+            dbc.NavItem(dbc.NavLink("Cases", href="/cases", id="nav-cases")),
+            dbc.NavItem(
+                dbc.Switch(id="unit-switch", label="°F", value=False, className="text-light mx-3"),
+                className="d-flex align-items-center",
+            ),
             dbc.NavItem(
                 html.Span(
                     [html.Span(user.display_name, id="signed-in-name"), f" · {user.role}"],
@@ -62,7 +82,8 @@ def _navbar() -> dbc.NavbarSimple:
 def _layout() -> dbc.Container:
     return dbc.Container(
         [
-            dcc.Location(id="url"),
+            dcc.Location(id="url", refresh="callback-nav"),
+            dcc.Store(id="temperature-unit", storage_type="local", data="C"),
             _navbar(),
             html.Div(id="page"),
             dcc.Interval(id="refresh", interval=REFRESH_MS),
@@ -85,16 +106,36 @@ def create_dashboard(
         serve_locally=True,
         update_title="",
         suppress_callback_exceptions=True,
+        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
     auth = DashboardAuth(settings, pool, the_clock)
     auth.install(app)
     # A function, so each page load shows the user the guard signed in for that request.
     app.layout = _layout
     actions.register(app, pool, the_clock)
+    disposition.register(app, pool, the_clock)
+    overview.register(app, pool, the_clock)
+    alerts_page.register(app, pool, the_clock)
+    devices.register(app, pool, the_clock)
+    units.register(app, pool)
+    cases.register(app, pool, the_clock, settings)
+    shipment_case.register(app, pool, the_clock, settings)
 
-    @app.callback(Output("page", "children"), Input("url", "pathname"))
-    def route(pathname: str | None) -> Any:
+    @app.callback(
+        Output("page", "children"),
+        Input("url", "pathname"),
+        State("temperature-unit", "data"),
+    )
+    def route(pathname: str | None, unit: str | None) -> Any:
         path = (pathname or "/").rstrip("/")
+        if path == "/alerts":
+            with pool.connection() as conn:
+                return alerts_page.layout(conn, the_clock.now(), current_user())
+        if path == "/cases":
+            return cases.layout()
+        if path == "/devices":
+            with pool.connection() as conn:
+                return devices.layout(conn, the_clock.now())
         if path.startswith("/shipments/"):
             tail = path.removeprefix("/shipments/")
             if not tail.isdigit():
@@ -108,28 +149,10 @@ def create_dashboard(
                     queries.shipment_excursions(conn, shipment_id) if found else [],
                     queries.shipment_alerts(conn, shipment_id) if found else [],
                     actions.allowed_actions(current_user()),
+                    unit_of(unit),
                 )
-        return overview.layout()
-
-    @app.callback(
-        Output("shipments-panel", "children"),
-        Output("alerts-panel", "children"),
-        Output("shipments-map", "figure"),
-        Output("updated-at", "children"),
-        Input("refresh", "n_intervals"),
-        Input("url", "pathname"),
-    )
-    def refresh(_n: int | None, _path: str | None) -> tuple[Any, Any, go.Figure, str]:
-        now = the_clock.now()
         with pool.connection() as conn:
-            rows = queries.shipments_overview(conn)
-            alerts = queries.open_alerts(conn)
-        return (
-            overview.shipments_table(rows, now),
-            overview.alerts_list(alerts),
-            overview.shipments_map(rows, settings.map_tile_url),
-            f"Updated {now:%Y-%m-%d %H:%M:%S} UTC",
-        )
+            return overview.layout(conn, settings.map_tile_url)
 
     def healthz() -> dict[str, str]:
         return {"status": "ok"}

@@ -9,17 +9,24 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import dcc, html
 
-from core.clock import utc
 from core.db import Row
+from dashboard import disposition, shipment_case
+from dashboard.formatting import Unit, both_times, temperature, to_unit, utc_time
 from dashboard.overview import severity_badge
 
 
 def _when(value: datetime) -> str:
     """A time for people: UTC to the minute."""
-    return f"{utc(value):%Y-%m-%d %H:%M} UTC"
+    return utc_time(value)
 
 
-def temperature_figure(shipment: Row, readings: list[Row], excursions: list[Row]) -> go.Figure:
+def _in(values: list[float | None], unit: Unit) -> list[float | None]:
+    return [None if v is None else round(to_unit(v, unit), 2) for v in values]
+
+
+def temperature_figure(
+    shipment: Row, readings: list[Row], excursions: list[Row], unit: Unit = "C"
+) -> go.Figure:
     storage = shipment["definition"]["storage"]
     figure = go.Figure()
     if readings:
@@ -27,7 +34,7 @@ def temperature_figure(shipment: Row, readings: list[Row], excursions: list[Row]
         figure.add_trace(
             go.Scatter(
                 x=times,
-                y=[r["max_c"] for r in readings],
+                y=_in([r["max_c"] for r in readings], unit),
                 mode="lines",
                 line={"width": 0},
                 hoverinfo="skip",
@@ -37,7 +44,7 @@ def temperature_figure(shipment: Row, readings: list[Row], excursions: list[Row]
         figure.add_trace(
             go.Scatter(
                 x=times,
-                y=[r["min_c"] for r in readings],
+                y=_in([r["min_c"] for r in readings], unit),
                 mode="lines",
                 line={"width": 0},
                 fill="tonexty",
@@ -48,15 +55,15 @@ def temperature_figure(shipment: Row, readings: list[Row], excursions: list[Row]
         figure.add_trace(
             go.Scatter(
                 x=times,
-                y=[r["temp_c"] for r in readings],
+                y=_in([r["temp_c"] for r in readings], unit),
                 mode="lines",
                 line={"color": "#1565c0"},
-                name="temperature °C",
+                name=f"temperature °{unit}",
             )
         )
     figure.add_hrect(
-        y0=storage["min_c"],
-        y1=storage["max_c"],
+        y0=to_unit(storage["min_c"], unit),
+        y1=to_unit(storage["max_c"], unit),
         fillcolor="rgba(46,125,50,0.10)",
         line_width=0,
         annotation_text="storage range",
@@ -73,7 +80,7 @@ def temperature_figure(shipment: Row, readings: list[Row], excursions: list[Row]
     figure.update_layout(
         margin={"l": 40, "r": 10, "t": 10, "b": 40},
         height=360,
-        yaxis_title="°C",
+        yaxis_title=f"°{unit}",
         xaxis_title="device time (UTC)",
         legend={"orientation": "h", "y": 1.08},
     )
@@ -130,12 +137,12 @@ def alerts_list(rows: list[Row], allowed: frozenset[str] = frozenset()) -> Any:
     )
 
 
-def _excursions(rows: list[Row]) -> Any:
+def excursions_table(rows: list[Row], unit: Unit = "C") -> Any:
     if not rows:
         return html.P("No excursions.", className="text-muted")
     header = html.Thead(
         html.Tr(
-            [html.Th(h) for h in ("Direction", "Start", "End", "Minutes", "Peak °C", "Found late")]
+            [html.Th(h) for h in ("Direction", "Start", "End", "Minutes", "Peak", "Found late")]
         )
     )
     body = html.Tbody(
@@ -146,7 +153,7 @@ def _excursions(rows: list[Row]) -> Any:
                     html.Td(_when(r["started_at"])),
                     html.Td(_when(r["ended_at"]) if r["ended_at"] else "ongoing"),
                     html.Td(f"{r['duration_min']:.0f}"),
-                    html.Td(f"{r['peak_c']:.1f}"),
+                    html.Td(temperature(r["peak_c"], unit)),
                     html.Td("yes" if r["retrospective"] else "no"),
                 ]
             )
@@ -162,6 +169,7 @@ def layout(
     excursions: list[Row],
     alerts: list[Row],
     allowed: frozenset[str] = frozenset(),
+    unit: Unit = "C",
 ) -> html.Div:
     if shipment is None:
         return html.Div(
@@ -172,12 +180,20 @@ def layout(
     facts = [
         (
             "Drug profile",
-            f"{shipment['profile_name']} ({storage['min_c']:g}–{storage['max_c']:g} °C)",
+            f"{shipment['profile_name']} ({temperature(storage['min_c'], unit)} to "
+            f"{temperature(storage['max_c'], unit)})",
         ),
         ("Lane", shipment["lane"] or "—"),
         ("From", shipment["origin_name"]),
         ("To", f"{shipment['destination_name']} ({shipment['destination_tz']})"),
         ("Status", shipment["status"]),
+        # UTC and the destination's clock (shipments.destination_tz).
+        ("Departed", both_times(shipment["departed_at"], shipment["destination_tz"])),
+        (
+            "Expected delivery",
+            both_times(shipment["expected_delivery_at"], shipment["destination_tz"]),
+        ),
+        ("Delivered", both_times(shipment["delivered_at"], shipment["destination_tz"])),
     ]
     return html.Div(
         [
@@ -186,12 +202,22 @@ def layout(
             dbc.Row(
                 [
                     dbc.Col(
-                        html.Dl([item for k, v in facts for item in (html.Dt(k), html.Dd(v))]), lg=3
+                        html.Dl(
+                            [
+                                item
+                                for k, v in facts
+                                for item in (
+                                    html.Dt(k),
+                                    html.Dd(v, className="fact-" + k.lower().replace(" ", "-")),
+                                )
+                            ]
+                        ),
+                        lg=3,
                     ),
                     dbc.Col(
                         dcc.Graph(
                             id="temperature-chart",
-                            figure=temperature_figure(shipment, readings, excursions),
+                            figure=temperature_figure(shipment, readings, excursions, unit),
                             config={"displaylogo": False},
                         ),
                         lg=9,
@@ -208,8 +234,16 @@ def layout(
                         ],
                         lg=6,
                     ),
-                    dbc.Col([html.H5("Excursions"), _excursions(excursions)], lg=6),
+                    dbc.Col(
+                        [
+                            html.H5("Excursions"),
+                            html.Div(excursions_table(excursions, unit), id="shipment-excursions"),
+                        ],
+                        lg=6,
+                    ),
                 ]
             ),
+            disposition.section(shipment["shipment_id"]),
+            shipment_case.section(shipment["shipment_id"]),
         ]
     )

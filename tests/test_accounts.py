@@ -13,6 +13,7 @@ import pytest
 
 from core import accounts
 from core.accounts import AccountError, Role, can, create_user, hash_password, verify_password
+from core.accounts_api import require
 from core.clock import SystemClock
 from core.db import Row
 from core.settings import Settings
@@ -70,6 +71,30 @@ def test_permission_table() -> None:
     assert not can("intruder", "view")
     with pytest.raises(KeyError):
         can(Role.ADMIN, "alert.delete")  # a typo in a permission must fail loudly
+    with pytest.raises(KeyError, match="alert.delete"):
+        require("alert.delete")  # ... already when a route declares it
+    # Part 11: only QA assesses and signs a disposition, not even an administrator.
+    for permission in ("disposition.assess", "disposition.sign"):
+        assert {r for r in Role if can(r, permission)} == {Role.QA}
+
+
+def test_docs_list_every_permission_with_exactly_its_roles(repo_root: Path) -> None:
+    text = (repo_root / "docs" / "accounts.md").read_text()
+    section = text.split("## Roles and permissions", 1)[1].split("\n## ", 1)[0]
+    header, *rows = [line for line in section.splitlines() if line.startswith("| ")]
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    assert columns[:5] == ["permission", *(role.value for role in Role)]
+    roles = list(Role)
+    documented = {}
+    for row in rows:
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        permission = re.fullmatch(r"`([a-z_.]+)`", cells[0])
+        assert permission is not None, row
+        assert all(cell in {"✓", ""} for cell in cells[1:5]), row
+        marks = zip(roles, cells[1:5], strict=True)
+        documented[permission[1]] = frozenset(role for role, mark in marks if mark == "✓")
+    assert len(documented) == len(rows), "a permission is listed twice in docs/accounts.md"
+    assert documented == accounts.PERMISSIONS
 
 
 def test_cookies_are_secure_when_either_service_is_https() -> None:

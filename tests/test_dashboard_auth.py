@@ -19,6 +19,7 @@ from core.settings import Settings
 from core.severity import Severity
 from dashboard.app import create_dashboard
 from tests.factories import shipment_with_logger
+from tests.staff import post_dash_callback
 
 pytestmark = pytest.mark.storage
 
@@ -109,7 +110,7 @@ def test_sign_in_acknowledge_and_role_refusal_in_chromium(
 ) -> None:
     from core.embedded import free_port
     from dashboard.server import serve_dashboard
-    from tests.browser import chromium_page
+    from tests.browser import chromium_page, save_screenshot
 
     server = serve_dashboard(settings, pool, "127.0.0.1", free_port())
     threading.Thread(target=server.run, daemon=True).start()
@@ -150,6 +151,7 @@ def test_sign_in_acknowledge_and_role_refusal_in_chromium(
             assert "acknowledged by lou@example.org" in page.inner_text("#alert-action-done")
             assert "acknowledged" in page.locator(f"#alert-{freeze} .alert-state").inner_text()
             assert page.locator(f"#alert-{freeze} .alert-ack").count() == 0
+            save_screenshot(page, "auth-logistics-acknowledged")
             assert _alert(db, freeze) == {
                 "state": "acknowledged",
                 "acknowledged_by": "lou@example.org",
@@ -170,6 +172,7 @@ def test_sign_in_acknowledge_and_role_refusal_in_chromium(
             page.wait_for_selector("#shipment-alerts .shipment-alert")
             assert page.locator("#signed-in-user").inner_text() == "Cal Clinical · clinical"
             assert page.locator("#shipment-alerts button").count() == 0
+            save_screenshot(page, "auth-clinical-no-buttons")
             # The button is hidden, but the server must refuse even a hand-made callback.
             high = fleet["high-30m"]
             # The real click's request, aimed at the other alert as if its button existed.
@@ -177,14 +180,7 @@ def test_sign_in_acknowledge_and_role_refusal_in_chromium(
             button = {"action": "ack", "alert_id": high, "type": "alert-action"}
             forged["inputs"] = [[{"id": button, "property": "n_clicks", "value": 1}]]
             forged["changedPropIds"] = [json.dumps(button, separators=(",", ":")) + ".n_clicks"]
-            answer = page.evaluate(
-                """async body => {
-                    const r = await fetch('/_dash-update-component', {method: 'POST',
-                        headers: {'Content-Type': 'application/json'}, body: JSON.stringify(body)});
-                    return {status: r.status, text: await r.text()};
-                }""",
-                forged,
-            )
+            answer = post_dash_callback(page, forged)
             assert answer["status"] == 200 and "may not do this" in answer["text"]
             assert _alert(db, high) == {"state": "triggered", "acknowledged_by": None}
             [denied] = _audit(db, "auth.permission_denied")

@@ -169,7 +169,7 @@ def _dashboard_shows_fleet(
     from core.accounts import create_user
     from core.embedded import free_port
     from dashboard.server import serve_dashboard
-    from tests.browser import chromium_page
+    from tests.browser import chromium_page, save_screenshot
 
     # The dashboard needs a signed-in staff user (docs/accounts.md).
     with pool.connection() as conn:
@@ -210,6 +210,7 @@ def _dashboard_shows_fleet(
             )
             warm = page.locator("#shipments-table tr", has_text="SKEL-002")
             page.wait_for_selector("#shipments-map .js-plotly-plot", timeout=30_000)
+            save_screenshot(page, "skeleton-overview")
 
             # The alert's link target: the shipment page with chart, alert and excursion.
             warm.locator(".shipment-ref a").click()
@@ -219,5 +220,6 @@ def _dashboard_shows_fleet(
             assert "high-30m" in page.locator(".shipment-alert").first.inner_text()
             assert "above" in page.locator("#excursions-table").inner_text()
             assert page.url.endswith(f"/shipments/{shipment_ids['SKEL-002']}")
+            save_screenshot(page, "skeleton-shipment-in-excursion")
     finally:
         server.close()
