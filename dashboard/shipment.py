@@ -1,4 +1,5 @@
-"""The shipment page: temperature against the storage band, excursions and alerts."""
+"""The shipment page: temperature against the storage band (and relative humidity where the
+logger measures it), excursions and alerts."""
 
 from __future__ import annotations
 
@@ -22,6 +23,13 @@ def _when(value: datetime) -> str:
 
 def _in(values: list[float | None], unit: Unit) -> list[float | None]:
     return [None if v is None else round(to_unit(v, unit), 2) for v in values]
+
+
+def humidity_values(readings: list[Row]) -> list[float | None] | None:
+    """Mean relative humidity per bucket, in %; None when the shipment has no humidity data
+    (many loggers have no humidity sensor), so that no empty trace or axis is drawn."""
+    values = [None if r.get("rh_pct") is None else round(r["rh_pct"], 1) for r in readings]
+    return values if any(v is not None for v in values) else None
 
 
 def temperature_figure(
@@ -61,6 +69,34 @@ def temperature_figure(
                 name=f"temperature °{unit}",
             )
         )
+    humidity = humidity_values(readings)
+    if humidity is not None:
+        figure.add_trace(
+            go.Scatter(
+                x=[r["ts"] for r in readings],
+                y=humidity,
+                mode="lines",
+                line={"color": "#00897b", "width": 1, "dash": "dot"},
+                name="relative humidity %",
+                yaxis="y2",
+                hovertemplate="%{y:.1f} %<extra>relative humidity</extra>",
+            )
+        )
+        # Humidity has its own fixed 0–100 % scale on the right; the °C/°F switch leaves it.
+        figure.update_layout(
+            yaxis2={
+                "title": {"text": "relative humidity"},
+                "overlaying": "y",
+                "side": "right",
+                "range": [0, 100],
+                # Its own ticks (0, 25, … 100 %), not the temperature gridlines' positions.
+                "tickmode": "linear",
+                "tick0": 0,
+                "dtick": 25,
+                "showgrid": False,
+                "ticksuffix": " %",
+            }
+        )
     figure.add_hrect(
         y0=to_unit(storage["min_c"], unit),
         y1=to_unit(storage["max_c"], unit),
@@ -78,7 +114,7 @@ def temperature_figure(
             line_width=0,
         )
     figure.update_layout(
-        margin={"l": 40, "r": 10, "t": 10, "b": 40},
+        margin={"l": 40, "r": 10 if humidity is None else 60, "t": 10, "b": 40},
         height=360,
         yaxis_title=f"°{unit}",
         xaxis_title="device time (UTC)",

@@ -1,5 +1,5 @@
 """The dashboard's pure logic: map states, filters, view bounds, trails, units, times, the
-map Patch and device flags. No database, no browser."""
+map Patch, the shipment chart and device flags. No database, no browser."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from dashboard.devices import (
 )
 from dashboard.fleet import Filters, MapState
 from dashboard.formatting import both_times, minutes_ago, temperature, to_unit, unit_of
+from dashboard.shipment import humidity_values, temperature_figure
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 REFRIGERATED = {"storage": {"min_c": 2.0, "max_c": 8.0}}
@@ -186,7 +187,7 @@ def test_units_and_times() -> None:
 
 def test_device_flags_and_sorting() -> None:
     today = date(2026, 11, 25)
-    devices = [
+    devices: list[dict[str, Any]] = [
         {
             "device_id": "A",
             "calibration_due": date(2026, 11, 24),
@@ -212,3 +213,48 @@ def test_device_flags_and_sorting() -> None:
     assert by_due == ["D", "B", "A", "C"]  # unknown last, also descending
     with pytest.raises(ValueError, match="sort column"):
         sort_lines(lines, "password_hash", False)
+
+
+def _buckets(rh: list[float | None]) -> list[dict[str, Any]]:
+    return [
+        {
+            "ts": NOW + timedelta(minutes=10 * i),
+            "temp_c": 5.0,
+            "min_c": 4.0,
+            "max_c": 9.0 if i == 1 else 6.0,  # a short spike kept by the bucket's max
+            "rh_pct": value,
+        }
+        for i, value in enumerate(rh)
+    ]
+
+
+def test_chart_humidity_on_its_own_axis_only_when_measured() -> None:
+    shipment = {"definition": REFRIGERATED}
+    excursions = [{"started_at": NOW, "ended_at": None}]
+    with_rh = _buckets([45.04, None, 0.0])
+    assert humidity_values(with_rh) == [45.0, None, 0.0]  # 0 % is a value, a gap is not
+    assert humidity_values(_buckets([None, None])) is None
+    assert humidity_values([{"ts": NOW, "temp_c": 5.0, "min_c": 5.0, "max_c": 5.0}]) is None
+    assert humidity_values([]) is None
+
+    for unit in ("C", "F"):
+        figure = temperature_figure(shipment, with_rh, excursions, unit).to_plotly_json()
+        traces = {t.get("name"): t for t in figure["data"]}
+        humidity = traces["relative humidity %"]
+        assert humidity["yaxis"] == "y2" and list(humidity["y"]) == [45.0, None, 0.0]
+        assert "%{y:.1f} %" in humidity["hovertemplate"]
+        assert figure["layout"]["yaxis2"]["range"] == [0, 100]
+        assert figure["layout"]["yaxis2"]["overlaying"] == "y"
+        assert figure["layout"]["yaxis"]["title"]["text"] == f"°{unit}"
+        # Only humidity uses the right-hand axis; temperature keeps min and max per bucket.
+        assert [t.get("yaxis") for t in figure["data"]].count("y2") == 1
+        assert max(traces[None]["y"]) == round(to_unit(9.0, unit), 2)
+        assert list(traces[f"temperature °{unit}"]["y"]) == [round(to_unit(5.0, unit), 2)] * 3
+        assert sum(len(t["y"]) for t in figure["data"]) == 4 * 3
+
+    without = temperature_figure(shipment, _buckets([None, None]), excursions).to_plotly_json()
+    assert [t.get("name") for t in without["data"]] == [None, "min–max", "temperature °C"]
+    assert "yaxis2" not in without["layout"]
+    assert all(t.get("yaxis") in (None, "y") for t in without["data"])
+    empty = temperature_figure(shipment, [], []).to_plotly_json()
+    assert empty["data"] == [] and "yaxis2" not in empty["layout"]

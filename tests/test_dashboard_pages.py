@@ -26,6 +26,7 @@ from core.clock import SystemClock
 from core.db import Row
 from core.settings import Settings
 from core.severity import Severity
+from dashboard import queries
 from ingest.service import IncomingMessage, store_batch
 from simulators.fleet import fleet_readings, topic_for
 from simulators.provision import provision
@@ -229,6 +230,68 @@ def test_map_states_filters_search_units_and_click_through(
         assert map_box is not None and alerts_box is not None
         assert alerts_box["y"] >= map_box["y"] + map_box["height"]  # stacked, not squeezed
         save_screenshot(page, "map-tablet")
+
+
+def _chart(page: Page) -> dict[str, Any]:
+    """Traces and secondary axis of the shipment chart, read from the figure Plotly draws."""
+    chart: dict[str, Any] = page.evaluate(
+        """() => { const g = document.querySelector('#temperature-chart .js-plotly-plot');
+                   return {traces: g.data.map(t => ({name: t.name || null,
+                                                     yaxis: t.yaxis || 'y',
+                                                     hover: t.hovertemplate || null,
+                                                     y: Array.from(t.y || [])})),
+                           yaxis2: g.layout.yaxis2 ? {range: g.layout.yaxis2.range} : null}; }"""
+    )
+    return chart
+
+
+def test_shipment_chart_shows_humidity_only_when_measured(
+    base_url: str, fleet: dict[str, int], db: psycopg.Connection[Row]
+) -> None:
+    # SKEL-004's logger has no humidity sensor: its readings carry no rh_pct.
+    db.execute("UPDATE readings SET rh_pct = NULL WHERE shipment_id = %s", (fleet["SKEL-004"],))
+    measured = queries.shipment_readings(db, fleet["SKEL-002"])
+    assert 0 < len(measured) <= queries.MAX_CHART_BUCKETS + 1
+    expected = [None if r["rh_pct"] is None else round(r["rh_pct"], 1) for r in measured]
+    assert any(v is not None for v in expected)
+    assert all(0 <= v <= 100 for v in expected if v is not None)
+    dry = queries.shipment_readings(db, fleet["SKEL-004"])
+    assert dry and all(r["rh_pct"] is None for r in dry)
+    assert all(r["temp_c"] is not None for r in dry)  # temperature still charted
+
+    with chromium_page() as page:
+        page.set_viewport_size({"width": 1366, "height": 900})
+        browser_sign_in(
+            page, f"{base_url}/shipments/{fleet['SKEL-002']}", "lou@example.org", PASSWORD
+        )
+        page.wait_for_selector("#temperature-chart .js-plotly-plot")
+        chart = _chart(page)
+        humidity = [t for t in chart["traces"] if t["yaxis"] == "y2"]
+        assert [t["name"] for t in humidity] == ["relative humidity %"]
+        assert humidity[0]["y"] == expected and "%{y:.1f} %" in humidity[0]["hover"]
+        assert chart["yaxis2"] == {"range": [0, 100]}
+        assert "temperature °C" in [t["name"] for t in chart["traces"]]
+        assert sum(len(t["y"]) for t in chart["traces"]) == 4 * len(measured)
+        save_screenshot(page, "shipment-humidity")
+
+        # °F converts temperature only; humidity stays in %.
+        page.click("#unit-switch")
+        page.wait_for_function(
+            """() => document.querySelector('#temperature-chart .js-plotly-plot')
+                     .layout.yaxis.title.text === '°F'"""
+        )
+        in_f = _chart(page)
+        assert "temperature °F" in [t["name"] for t in in_f["traces"]]
+        assert [t["y"] for t in in_f["traces"] if t["yaxis"] == "y2"] == [expected]
+
+        page.goto(f"{base_url}/shipments/{fleet['SKEL-004']}")
+        page.wait_for_selector("#shipment-title:has-text('SKEL-004')")
+        page.wait_for_selector("#temperature-chart .js-plotly-plot")
+        without = _chart(page)
+        names = [t["name"] for t in without["traces"]]
+        assert "temperature °F" in names and "relative humidity %" not in names
+        assert all(t["yaxis"] == "y" for t in without["traces"]) and without["yaxis2"] is None
+        save_screenshot(page, "shipment-no-humidity")
 
 
 def test_alerts_page_acknowledge_history_and_role_refusal(
