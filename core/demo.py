@@ -46,6 +46,10 @@ def run_demo(args: argparse.Namespace, settings: Settings, cwd: Path) -> int:
         _out(f"started embedded broker on {broker.url}")
         overrides["mqtt_url"] = broker.url
     overrides["dashboard_url"] = f"http://{args.host}:{args.dashboard_port}"
+    if args.speed is not None and "followup_after_hours" not in settings.model_fields_set:
+        # The fleet's clock runs at the demo's speed; so does the 48-hour follow-up, so it
+        # comes due while the demo is watched (48 min at 60x). Set the variable to override.
+        overrides["followup_after_hours"] = settings.followup_after_hours / args.speed
     settings = settings.model_copy(update=overrides)
     pool = None
     try:

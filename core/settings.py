@@ -112,8 +112,8 @@ class Settings(BaseSettings):
     receipt_confirm_within_hours: int = Field(
         24, validation_alias="COLDCHAIN_RECEIPT_CONFIRM_WITHIN_HOURS", ge=1, le=24 * 30
     )
-    followup_after_hours: int = Field(
-        48, validation_alias="COLDCHAIN_FOLLOWUP_AFTER_HOURS", ge=1, le=24 * 60
+    followup_after_hours: float = Field(
+        48, validation_alias="COLDCHAIN_FOLLOWUP_AFTER_HOURS", gt=0, le=24 * 60
     )
     ae_serious_report_days: int = Field(
         15, validation_alias="COLDCHAIN_AE_SERIOUS_REPORT_DAYS", ge=1, le=365
