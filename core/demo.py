@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import psycopg
 
@@ -78,11 +80,13 @@ def run_demo(args: argparse.Namespace, settings: Settings, cwd: Path) -> int:
         group.thread("simulator", lambda: _publish(fleet, messages, args.speed, group))
 
         with pool.connection() as conn:
-            email, password = _demo_login(conn, data_dir)
+            logins = [(a, *_demo_login(conn, data_dir, a)) for a in DEMO_ACCOUNTS]
 
         _out("")
         _out(f"  Dashboard:  http://{args.host}:{args.dashboard_port}/")
-        _out(f"  Sign in:    {email} / {password}   (role admin; local demo only)")
+        for account, email, password in logins:
+            label = "Sign in:" if account.role == "admin" else f"{account.role.upper()}:"
+            _out(f"  {label:<11} {email} / {password}   (role {account.role}; local demo only)")
         _out(f"  API:        http://{args.host}:{args.api_port}/docs")
         _out(
             f"  Fleet:      {len(plans)} simulated loggers ({scenario.name}) at "
@@ -118,20 +122,38 @@ def _publish(
 
 
 DEMO_EMAIL = "demo@coldchain.example"
+DEMO_QA_EMAIL = "qa@coldchain.example"
 
 
-def _demo_login(conn: psycopg.Connection[Row], data_dir: Path) -> tuple[str, str]:
-    """The demo's admin account: created on the first run, its password kept (mode 0600)
-    in the data folder so later runs against the same database can print it again."""
-    secret = data_dir / "demo-login.txt"
-    exists = conn.execute("SELECT 1 FROM staff_users WHERE email = %s", (DEMO_EMAIL,)).fetchone()
+@dataclass(frozen=True, slots=True)
+class DemoAccount:
+    email: str
+    name: str
+    role: str
+    secret_file: str
+
+
+DEMO_ACCOUNTS: Final = (
+    DemoAccount(DEMO_EMAIL, "Demo Admin", "admin", "demo-login.txt"),
+    # Only qa signs dispositions (21 CFR Part 11; docs/accounts.md), so the demo has one.
+    DemoAccount(DEMO_QA_EMAIL, "Demo QA", "qa", "demo-qa-login.txt"),
+)
+
+
+def _demo_login(
+    conn: psycopg.Connection[Row], data_dir: Path, account: DemoAccount = DEMO_ACCOUNTS[0]
+) -> tuple[str, str]:
+    """A demo account: created on the first run, its password kept (mode 0600) in the data
+    folder so later runs against the same database can print it again."""
+    secret = data_dir / account.secret_file
+    exists = conn.execute("SELECT 1 FROM staff_users WHERE email = %s", (account.email,)).fetchone()
     if exists is not None and secret.exists():
-        return DEMO_EMAIL, secret.read_text(encoding="utf-8").strip()
+        return account.email, secret.read_text(encoding="utf-8").strip()
     password = new_password()
     if exists is None:
-        create_user(conn, DEMO_EMAIL, "Demo Admin", "admin", password, actor="demo")
+        create_user(conn, account.email, account.name, account.role, password, actor="demo")
     else:
-        set_password(conn, DEMO_EMAIL, password, actor="demo")
+        set_password(conn, account.email, password, actor="demo")
     secret.touch(mode=0o600)
     secret.write_text(password + "\n", encoding="utf-8")
-    return DEMO_EMAIL, password
+    return account.email, password

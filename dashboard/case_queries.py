@@ -108,6 +108,19 @@ LEFT JOIN physicians p ON p.physician_id = c.physician_id
 WHERE s.shipment_id = %s
 """
 
+# What the "Record custody event" form needs: the places, the status, the last event and
+# whether the case has a physician (who gets the receipt link once it is delivered).
+CUSTODY_FORM_SHIPMENT: Final = """
+SELECT s.shipment_id, s.status, s.origin_name, s.origin_lat, s.origin_lon,
+       s.destination_name, s.destination_lat, s.destination_lon, s.destination_tz,
+       c.physician_id,
+       (SELECT e.event_type FROM custody_events e WHERE e.shipment_id = s.shipment_id
+        ORDER BY e.at DESC, e.custody_event_id DESC LIMIT 1) AS last_event
+FROM shipments s
+LEFT JOIN cases c ON c.case_id = s.case_id
+WHERE s.shipment_id = %s
+"""
+
 SHIPMENT_ADVERSE_EVENTS: Final = f"""
 SELECT {_AE_COLUMNS}
 FROM adverse_events a JOIN cases c USING (case_id) JOIN shipments s USING (shipment_id)
@@ -171,3 +184,8 @@ def shipment_case(conn: psycopg.Connection[Row], shipment_id: int) -> Row | None
 
 def shipment_adverse_events(conn: psycopg.Connection[Row], shipment_id: int) -> list[Row]:
     return conn.execute(SHIPMENT_ADVERSE_EVENTS, (shipment_id,)).fetchall()
+
+
+def custody_form_shipment(conn: psycopg.Connection[Row], shipment_id: int) -> Row | None:
+    """The shipment as the custody form sees it (None: no such shipment)."""
+    return conn.execute(CUSTODY_FORM_SHIPMENT, (shipment_id,)).fetchone()

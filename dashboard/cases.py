@@ -116,7 +116,7 @@ def _awaiting_status(row: Row, now: datetime) -> dbc.Badge:
 
 def awaiting_table(rows: list[Row], now: datetime) -> Any:
     if not rows:
-        return empty("Every delivery has been confirmed.", "awaiting-empty")
+        return empty("No delivery is waiting for the physician's confirmation.", "awaiting-empty")
     body = [
         html.Tr(
             [

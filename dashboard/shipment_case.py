@@ -7,6 +7,11 @@ functions as the API, so the links work whether the dashboard and the API share 
 and port or not. The dashboard's sign-in guard refuses them without a session (a redirect
 to the sign-in page); the role is checked here against the API's permission
 (``shipment.view`` in core.accounts.PERMISSIONS) and a refusal is audited.
+
+Roles holding ``shipment.manage`` (as ``POST /api/v1/shipments/{id}/custody``) record
+custody events here; the callback checks the role again and audits a refusal. A recorded
+``delivered`` marks an in-transit shipment delivered, and the receipt sweep then sends the
+case's physician the signed link.
 """
 
 from __future__ import annotations
@@ -19,28 +24,44 @@ from typing import Any
 import dash_bootstrap_components as dbc
 import flask
 import psycopg
-from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 from psycopg_pool import ConnectionPool
 
 from case_link import queries as case_link_queries
-from case_link.custody import custody_events
+from case_link.custody import CustodyError, CustodyEvent, custody_events, record_custody_event
 from case_link.epcis import epcis_document
 from case_link.quality import ShipmentNotFound, ShipmentQuality, load_shipment_quality
 from case_link.report import render_report
 from case_link.units import shipment_units
 from core import accounts
-from core.clock import Clock
+from core.accounts import StaffUser
+from core.clock import Clock, utc
 from core.db import Row
 from core.settings import Settings
-from dashboard import case_queries, case_status
+from dashboard import case_queries
 from dashboard.auth import current_user
-from dashboard.case_parts import adverse_events_table, case_link, step_badge
+from dashboard.case_parts import (
+    TIME_FORMAT,
+    adverse_events_table,
+    case_link,
+    custody_form,
+    custody_table,
+    default_place,
+    followup_block,
+    next_event_type,
+    parse_utc_minute,
+    place_details,
+    receipt_block,
+    recorded_message,
+    step_badge,
+    units_table,
+)
 from dashboard.cases import VIEW_PERMISSION
-from dashboard.formatting import both_times, local_time, utc_time
 from dashboard.livemap import digest_of
 
 EXPORT_PERMISSION = "shipment.view"  # as GET /api/v1/shipments/{id}/… (case_link.api)
+MANAGE_PERMISSION = "shipment.manage"  # as POST /api/v1/shipments/{id}/custody
 
 
 def report_path(shipment_id: int) -> str:
@@ -52,8 +73,12 @@ def epcis_path(shipment_id: int) -> str:
 
 
 def section(shipment_id: int) -> html.Div:
-    """The block of the shipment page; its content is filled (and refreshed) by a callback."""
+    """The block of the shipment page; its content is filled (and refreshed) by a callback.
+
+    The custody form sits outside the refreshed parts, so a refresh never clears it."""
     buttons = "btn btn-outline-primary btn-sm me-2"
+    user = current_user()
+    may_record = user is not None and accounts.can(user.role, MANAGE_PERMISSION)
     return html.Div(
         [
             html.H5("Case, units and chain of custody", className="mt-3"),
@@ -78,19 +103,33 @@ def section(shipment_id: int) -> html.Div:
             ),
             dcc.Store(id="case-panel-shipment", data=shipment_id),
             dcc.Store(id="case-panel-digest"),
-            html.Div(id="case-panel"),
+            dcc.Store(id="custody-recorded", data=0),
+            html.Div(
+                [
+                    html.Div(id="case-panel-summary"),
+                    dbc.Row(
+                        [
+                            dbc.Col(
+                                [html.H6("Serialized units"), html.Div(id="case-panel-units")],
+                                lg=5,
+                            ),
+                            dbc.Col(
+                                [
+                                    html.H6("Chain of custody"),
+                                    html.Div(id="case-panel-custody"),
+                                    custody_form(may_record),
+                                ],
+                                lg=7,
+                            ),
+                        ]
+                    ),
+                    html.Div(id="case-panel-more"),
+                ],
+                id="case-panel",
+            ),
         ],
         id="case-section",
     )
-
-
-def _facts(pairs: list[tuple[str, Any]], id_: str) -> html.Dl:
-    return html.Dl(
-        [item for k, v in pairs for item in (html.Dt(k, className="col-sm-4"),
-                                              html.Dd(v, className="col-sm-8"))],
-        className="row small mb-1",
-        id=id_,
-    )  # fmt: skip
 
 
 def case_summary(shipment: Row) -> Any:
@@ -113,134 +152,6 @@ def case_summary(shipment: Row) -> Any:
     )
 
 
-def units_table(rows: list[Row]) -> Any:
-    if not rows:
-        return html.P("No serialized units recorded.", className="text-muted", id="units-table")
-    header = html.Thead(html.Tr([html.Th(h) for h in ("GTIN", "Serial", "Lot", "Expiry", "Legs")]))
-    body = html.Tbody(
-        [
-            html.Tr(
-                [
-                    html.Td(r["gtin"], className="unit-gtin"),
-                    html.Td(r["serial"], className="unit-serial"),
-                    html.Td(r["lot"]),
-                    html.Td(f"{r['expiry']:%Y-%m-%d}"),
-                    html.Td(str(r["legs"])),
-                ],
-                className="unit",
-            )
-            for r in rows
-        ]
-    )
-    return dbc.Table([header, body], size="sm", id="units-table")
-
-
-def custody_table(rows: list[Row], destination_tz: str) -> Any:
-    if not rows:
-        return html.P("No custody events recorded.", className="text-muted", id="custody-table")
-    headers = ("Event", "Time (UTC)", "Destination local time", "Place", "Actor", "Note")
-    body = html.Tbody(
-        [
-            html.Tr(
-                [
-                    html.Td(r["event_type"].replace("_", " "), className="custody-event"),
-                    html.Td(utc_time(r["at"])),
-                    html.Td(local_time(r["at"], destination_tz) or utc_time(r["at"])),
-                    html.Td(r["place_name"]),
-                    html.Td(r["actor"], className="custody-actor"),
-                    html.Td(r["note"] or ""),
-                ],
-                className=f"custody custody-{r['event_type']}",
-            )
-            for r in rows
-        ]
-    )
-    return dbc.Table(
-        [html.Thead(html.Tr([html.Th(h) for h in headers])), body],
-        size="sm",
-        responsive=True,
-        id="custody-table",
-    )
-
-
-def receipt_block(shipment: Row, receipt: Row | None, now: datetime) -> Any:
-    """The physician's signed receipt, or how long the confirmation has been awaited."""
-    tz = shipment["destination_tz"]
-    if receipt is not None and receipt["confirmation_id"] is not None:
-        storage = (
-            f"yes, placed in storage {both_times(receipt['stored_at'], tz)}"
-            if receipt["storage_confirmed"]
-            else "NOT confirmed"
-        )
-        return html.Div(
-            [
-                _facts(
-                    [
-                        ("Received at", both_times(receipt["received_at"], tz)),
-                        ("Received by", receipt["received_by"]),
-                        ("Package", case_status.package_condition(receipt)),
-                        ("Storage confirmed", storage),
-                        ("Signed", f"{receipt['signer_name']}, {utc_time(receipt['signed_at'])}"),
-                        ("Meaning of the signature", receipt["signature_meaning"]),
-                        ("Record SHA-256", html.Code(receipt["record_sha256"])),
-                    ],
-                    "receipt-record",
-                ),
-            ],
-            id="receipt-status",
-            className="receipt-confirmed"
-            + (" text-danger" if case_status.receipt_has_issue(receipt) else ""),
-        )
-    if shipment["delivered_at"] is None:
-        return html.P("Not delivered yet.", className="text-muted", id="receipt-status")
-    since = receipt["delivered_at"] if receipt is not None else shipment["delivered_at"]
-    text = (
-        f"Awaiting confirmation since {both_times(since, tz)} "
-        f"({case_status.whole_hours(since, now)} h)"
-    )
-    late = False
-    if receipt is None:
-        text += "; no link sent yet"
-    else:
-        text += f"; confirm by {utc_time(receipt['confirm_by'])}"
-        late = case_status.past_deadline(receipt["confirm_by"], None, now)
-    return dbc.Alert(
-        [text, html.Strong(" · past the deadline") if late else ""],
-        color="danger" if late else "warning",
-        id="receipt-status",
-        className="receipt-awaiting py-2",
-    )
-
-
-def followup_block(followup: Row | None, tz: str, now: datetime) -> Any:
-    if followup is None:
-        return html.P(
-            "No follow-up scheduled: it is scheduled 48 h after the physician confirms receipt.",
-            className="text-muted",
-            id="followup-status",
-        )
-    category = case_status.followup_category(followup)
-    colour = {"due": "warning", "overdue": "danger", "done": "success"}[category]
-    outcome = case_status.followup_outcome(followup)
-    return html.Div(
-        [
-            dbc.Badge(category, color=colour, className="me-2", id="followup-category"),
-            html.Span(
-                f"due {both_times(followup['due_at'], tz)} · "
-                f"{case_status.followup_timing(followup, now)}"
-            ),
-            html.Div(
-                f"Outcome ({utc_time(followup['completed_at'])}, {followup['signer_name']}): "
-                f"{outcome}",
-                className="small followup-outcome",
-            )
-            if outcome
-            else "",
-        ],
-        id="followup-status",
-    )
-
-
 def panel(
     shipment: Row,
     units: list[Row],
@@ -249,17 +160,11 @@ def panel(
     followup: Row | None,
     events: list[Row],
     now: datetime,
-) -> html.Div:
+) -> tuple[Any, Any, Any, Any]:
+    """The refreshed parts: case summary, units, custody timeline, and the rest."""
     tz = shipment["destination_tz"]
-    return html.Div(
+    more = html.Div(
         [
-            case_summary(shipment),
-            dbc.Row(
-                [
-                    dbc.Col([html.H6("Serialized units"), units_table(units)], lg=5),
-                    dbc.Col([html.H6("Chain of custody"), custody_table(custody, tz)], lg=7),
-                ]
-            ),
             dbc.Row(
                 [
                     dbc.Col(
@@ -275,6 +180,46 @@ def panel(
             adverse_events_table(events, now, id_="shipment-adverse-events"),
         ]
     )
+    return case_summary(shipment), units_table(units), custody_table(custody, tz), more
+
+
+def record_from_form(
+    conn: psycopg.Connection[Row],
+    user: StaffUser,
+    shipment_id: int,
+    form: dict[str, Any],
+    settings: Settings,
+    now: datetime,
+) -> tuple[dbc.Alert, bool]:
+    """Record the form's custody event for ``user`` if the role allows it (a refusal is
+    audited); the message and whether an event was recorded."""
+    if not accounts.can(user.role, MANAGE_PERMISSION):
+        accounts.record_denial(
+            conn, user, MANAGE_PERMISSION, entity_type="shipment", entity_id=shipment_id,
+            via="dashboard",
+        )  # fmt: skip
+        refused = f"Your role ({user.role}) may not do this: {MANAGE_PERMISSION}."
+        return dbc.Alert(refused, color="danger", id="custody-refused"), False
+    before = case_queries.custody_form_shipment(conn, shipment_id)
+    if before is None:
+        return dbc.Alert(f"Shipment {shipment_id} does not exist.", color="warning"), False
+    place = str(form.get("place") or "")
+    lat, lon, tz = place_details(place, before)
+    try:
+        event = CustodyEvent(
+            event_type=str(form.get("event_type") or ""),
+            at=parse_utc_minute(form.get("at")),
+            place_name=place,
+            actor=user.email,
+            place_lat=lat,
+            place_lon=lon,
+            place_tz=tz,
+            note=str(form.get("note") or "").strip() or None,
+        )
+        record_custody_event(conn, shipment_id, event, recorded_by=user.email, now=now)
+    except CustodyError as exc:
+        return dbc.Alert(f"Not recorded: {exc}", color="warning", id="custody-failed"), False
+    return recorded_message(event, before, settings.receipt_link_ttl_hours, now), True
 
 
 def _export(
@@ -306,13 +251,19 @@ def register(
     app: Dash, pool: ConnectionPool[psycopg.Connection[Row]], clock: Clock, settings: Settings
 ) -> None:
     @app.callback(
-        Output("case-panel", "children"),
+        Output("case-panel-summary", "children"),
+        Output("case-panel-units", "children"),
+        Output("case-panel-custody", "children"),
+        Output("case-panel-more", "children"),
         Output("case-panel-digest", "data"),
         Input("case-panel-shipment", "data"),
         Input("refresh", "n_intervals"),
+        Input("custody-recorded", "data"),
         State("case-panel-digest", "data"),
     )
-    def refresh(shipment_id: int | None, _n: int | None, digest: str | None) -> tuple[Any, Any]:
+    def refresh(
+        shipment_id: int | None, _n: int | None, _recorded: int | None, digest: str | None
+    ) -> tuple[Any, ...]:
         user = current_user()
         if (
             user is None
@@ -334,10 +285,73 @@ def register(
                 case_queries.shipment_adverse_events(conn, shipment_id),
                 now,
             )
-        new_digest = digest_of(content)
+        new_digest = digest_of(list(content))
         if new_digest == digest:
-            return no_update, no_update
-        return content, new_digest
+            return no_update, no_update, no_update, no_update, no_update
+        return (*content, new_digest)
+
+    @app.callback(
+        Output("custody-event-type", "value"),
+        Output("custody-at", "value"),
+        Output("custody-place", "value"),
+        Output("custody-note", "value"),
+        Input("case-panel-shipment", "data"),
+        Input("custody-recorded", "data"),
+        Input("custody-event-type", "value"),
+        State("custody-place", "value"),
+    )
+    def fill(
+        shipment_id: int | None, _recorded: int | None, event_type: str | None, place: str | None
+    ) -> tuple[Any, ...]:
+        """Defaults on load and after each recorded event; a change of event type moves a
+        default place between origin and destination (a typed place is kept)."""
+        user = current_user()
+        if (
+            user is None
+            or not accounts.can(user.role, MANAGE_PERMISSION)
+            or not isinstance(shipment_id, int)
+        ):
+            raise PreventUpdate
+        with pool.connection() as conn:
+            row = case_queries.custody_form_shipment(conn, shipment_id)
+        if row is None:
+            raise PreventUpdate
+        if ctx.triggered_id == "custody-event-type":
+            if place and place.strip() not in (row["origin_name"], row["destination_name"]):
+                raise PreventUpdate
+            return no_update, no_update, default_place(event_type, row), no_update
+        chosen = next_event_type(row["status"], row["last_event"])
+        at = utc(clock.now()).strftime(TIME_FORMAT)
+        return chosen, at, default_place(chosen, row), ""
+
+    @app.callback(
+        Output("custody-result", "children"),
+        Output("custody-recorded", "data"),
+        Input("custody-record", "n_clicks"),
+        State("case-panel-shipment", "data"),
+        State("custody-event-type", "value"),
+        State("custody-at", "value"),
+        State("custody-place", "value"),
+        State("custody-note", "value"),
+        State("custody-recorded", "data"),
+        prevent_initial_call=True,
+    )
+    def record(
+        clicks: int | None,
+        shipment_id: int | None,
+        event_type: str | None,
+        at: str | None,
+        place: str | None,
+        note: str | None,
+        recorded: int | None,
+    ) -> tuple[Any, Any]:
+        user = current_user()
+        if user is None or not clicks or not isinstance(shipment_id, int):
+            raise PreventUpdate
+        form = {"event_type": event_type, "at": at, "place": place, "note": note}
+        with pool.connection() as conn:
+            message, done = record_from_form(conn, user, shipment_id, form, settings, clock.now())
+        return message, (recorded or 0) + 1 if done else no_update
 
     def report(shipment_id: int) -> flask.typing.ResponseReturnValue:
         quality = _export(pool, shipment_id)

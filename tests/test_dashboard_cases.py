@@ -20,9 +20,10 @@ from psycopg_pool import ConnectionPool
 
 from case_link import followups, links, queries, receipts
 from case_link.adverse_events import AdverseEventReport, create_adverse_event
-from case_link.cases import register_case
+from case_link.cases import link_shipment, register_case
 from case_link.custody import CustodyEvent, record_custody_event
 from case_link.demo_data import demo_gtin
+from case_link.physicians import Physician, assign_physician, register_physician
 from case_link.units import UnitIdentifier, add_unit
 from core.accounts import create_user
 from core.clock import SystemClock
@@ -33,8 +34,9 @@ from dashboard.app import create_dashboard
 from dashboard.case_queries import case_pattern
 from dashboard.cases import filters_from_query
 from tests.browser import chromium_page, save_screenshot
-from tests.physician_fixtures import delivered_shipment, sent_links, token_of
-from tests.staff import browser_sign_in, dashboard_sign_in, served_dashboard
+from tests.factories import shipment_with_logger
+from tests.physician_fixtures import PHYSICIAN_MOBILE, delivered_shipment, sent_links, token_of
+from tests.staff import browser_sign_in, dashboard_sign_in, post_dash_callback, served_dashboard
 
 pytestmark = pytest.mark.storage
 
@@ -363,3 +365,207 @@ def test_exports_on_the_dashboard_server_need_a_session_and_serve_every_role(
                 'attachment; filename="quality-report-SHP-001.pdf"'
             )
             assert client.get("/api/v1/shipments/999999/epcis").status_code == 404
+
+
+@pytest.fixture
+def in_transit(db: psycopg.Connection[Row]) -> int:
+    """An in-transit shipment (Memphis hub → Frankfurt) of a case with a physician, one
+    custody event so far, and a logistics and a clinical account."""
+    now = SystemClock().now()
+    shipment_id = shipment_with_logger(db, ref="SHP-900", device_id="LOG-900",
+                                       assigned_from=now - 30 * H)  # fmt: skip
+    db.execute(
+        "UPDATE shipments SET destination_tz = 'Europe/Berlin' WHERE shipment_id = %s",
+        (shipment_id,),
+    )
+    case_id = register_case(db, "NPP-7900", "test")
+    link_shipment(db, shipment_id, case_id, "test")
+    physician = Physician(
+        name="Dr. Anna Weber",
+        licence_no="LIC-900",
+        institution="Klinikum Frankfurt",
+        country="DE",
+        mobile_e164=PHYSICIAN_MOBILE,
+    )
+    assign_physician(db, case_id, register_physician(db, physician, "test"), "test")
+    event = CustodyEvent("handed_to_carrier", now - 30 * H, "Memphis hub", actor="Acme Cold")
+    record_custody_event(db, shipment_id, event, recorded_by="test", now=now)
+    create_user(db, "lou@example.org", "Lou Logistics", "logistics", PASSWORD, actor="test")
+    create_user(db, "cal@example.org", "Cal Clinical", "clinical", PASSWORD, actor="test")
+    return shipment_id
+
+
+def _custody_rows(db: psycopg.Connection[Row], shipment_id: int) -> list[Row]:
+    return db.execute(
+        "SELECT event_type, at, place_name, place_lat, place_lon, place_tz, actor, note "
+        "FROM custody_events WHERE shipment_id = %s ORDER BY custody_event_id",
+        (shipment_id,),
+    ).fetchall()
+
+
+def _audit_actions(db: psycopg.Connection[Row], shipment_id: int) -> list[Row]:
+    return db.execute(
+        "SELECT actor, action, details FROM audit_log WHERE entity_type = 'shipment' "
+        "AND entity_id = %s AND action IN ('shipment.custody_recorded', 'shipment.delivered', "
+        "'auth.permission_denied') ORDER BY audit_id",
+        (str(shipment_id),),
+    ).fetchall()
+
+
+def test_logistics_records_delivery_and_the_physician_gets_the_receipt_link(
+    db: psycopg.Connection[Row], settings: Settings, in_transit: int, base_url: str
+) -> None:
+    path = f"/shipments/{in_transit}"
+    with chromium_page() as page:
+        browser_sign_in(page, base_url + path, "lou@example.org", PASSWORD)
+        page.wait_for_selector("#custody-table .custody-handed_to_carrier")
+        assert page.locator("#custody-form").is_visible()
+        # Defaults: delivered (the shipment is in transit), at its destination, now in UTC.
+        page.wait_for_function(
+            "() => document.querySelector('#custody-event-type')?.value === 'delivered'"
+        )
+        page.wait_for_function(
+            "() => (document.querySelector('#custody-place')?.value ?? '') !== ''"
+        )
+        assert page.locator("#custody-place").input_value() == "Frankfurt"
+        entered = page.locator("#custody-at").input_value()
+        at = datetime.fromisoformat(entered).replace(tzinfo=UTC)
+        assert abs(at - SystemClock().now()) < timedelta(minutes=3)
+        assert "UTC" in page.locator("label[for=custody-at]").inner_text()
+        # Another type moves the default place to the origin, and back.
+        page.select_option("#custody-event-type", "departed")
+        page.wait_for_function(
+            "() => document.querySelector('#custody-place')?.value === 'Memphis hub'"
+        )
+        page.select_option("#custody-event-type", "delivered")
+        page.wait_for_function(
+            "() => document.querySelector('#custody-place')?.value === 'Frankfurt'"
+        )
+        page.fill("#custody-note", "left with the pharmacy, cold box sealed")
+        page.click("#custody-record")
+        done = page.wait_for_selector("#custody-done")
+        assert done is not None
+        message = done.inner_text()
+        assert "Recorded delivered at" in message and "Frankfurt" in message
+        assert "the physician's receipt link goes out within a minute" in message
+        page.wait_for_selector("#custody-table .custody-delivered")
+        row = page.locator("#custody-table .custody-delivered")
+        assert "lou@example.org" in row.locator(".custody-actor").inner_text()
+        assert "left with the pharmacy" in row.inner_text()
+        # The form now offers the next event: received.
+        page.wait_for_function(
+            "() => document.querySelector('#custody-event-type')?.value === 'received'"
+        )
+        page.wait_for_selector("#receipt-status.receipt-awaiting")
+        save_screenshot(page, "shipment-custody-delivered")
+
+    shipment = db.execute(
+        "SELECT status, delivered_at, delivered_by FROM shipments WHERE shipment_id = %s",
+        (in_transit,),
+    ).fetchone()
+    assert shipment == {
+        "status": "delivered",
+        "delivered_at": at,
+        "delivered_by": "lou@example.org",
+    }
+    recorded = _custody_rows(db, in_transit)[-1]
+    assert recorded == {
+        "event_type": "delivered",
+        "at": at,
+        "place_name": "Frankfurt",
+        "place_lat": 50.09,
+        "place_lon": 8.66,
+        "place_tz": "Europe/Berlin",
+        "actor": "lou@example.org",
+        "note": "left with the pharmacy, cold box sealed",
+    }
+    audits = [(a["actor"], a["action"]) for a in _audit_actions(db, in_transit)]
+    assert audits[-2:] == [
+        ("lou@example.org", "shipment.custody_recorded"),
+        ("lou@example.org", "shipment.delivered"),
+    ]
+    # The worker's receipt sweep (every 30 s) then texts the physician the signed link.
+    assert receipts.request_receipts(db, settings, SystemClock().now()) == [in_transit]
+    [link] = sent_links(db, in_transit, "receipt")
+    assert "/r/" in link
+    queued = db.execute(
+        "SELECT count(*) AS n FROM notifications WHERE recipient = %s AND body LIKE %s",
+        (PHYSICIAN_MOBILE, "%SHP-900%"),
+    ).fetchone()
+    assert queued == {"n": 1}
+
+
+def _forged_record(shipment_id: int, at: str) -> dict[str, object]:
+    """The record button's callback request, as a script would write it."""
+
+    def state(id_: str, prop: str, value: object) -> dict[str, object]:
+        return {"id": id_, "property": prop, "value": value}
+
+    return {
+        "output": "..custody-result.children...custody-recorded.data..",
+        "outputs": [
+            {"id": "custody-result", "property": "children"},
+            {"id": "custody-recorded", "property": "data"},
+        ],
+        "inputs": [state("custody-record", "n_clicks", 1)],
+        "changedPropIds": ["custody-record.n_clicks"],
+        "state": [
+            state("case-panel-shipment", "data", shipment_id),
+            state("custody-event-type", "value", "delivered"),
+            state("custody-at", "value", at),
+            state("custody-place", "value", "Frankfurt"),
+            state("custody-note", "value", None),
+            state("custody-recorded", "data", 0),
+        ],
+    }
+
+
+def test_clinical_cannot_record_custody_even_with_a_hand_made_callback(
+    db: psycopg.Connection[Row], in_transit: int, base_url: str
+) -> None:
+    at = SystemClock().now().strftime("%Y-%m-%dT%H:%M")
+    with chromium_page() as page:
+        browser_sign_in(page, base_url + f"/shipments/{in_transit}", "cal@example.org", PASSWORD)
+        page.wait_for_selector("#custody-table .custody-handed_to_carrier")
+        assert page.locator("#custody-form").count() == 1
+        assert not page.locator("#custody-form").is_visible()
+        answer = post_dash_callback(page, _forged_record(in_transit, at))
+    assert answer["status"] == 200, answer["text"]
+    assert "may not do this: shipment.manage" in answer["text"]
+    assert [r["event_type"] for r in _custody_rows(db, in_transit)] == ["handed_to_carrier"]
+    status = db.execute(
+        "SELECT status, delivered_by FROM shipments WHERE shipment_id = %s", (in_transit,)
+    ).fetchone()
+    assert status == {"status": "in_transit", "delivered_by": None}
+    denied = _audit_actions(db, in_transit)[-1]
+    assert (denied["actor"], denied["action"]) == ("cal@example.org", "auth.permission_denied")
+    assert denied["details"] == {
+        "permission": "shipment.manage",
+        "role": "clinical",
+        "via": "dashboard",
+    }
+
+
+def test_custody_time_in_the_future_is_refused_naming_the_field(
+    db: psycopg.Connection[Row], in_transit: int, base_url: str
+) -> None:
+    tomorrow = (SystemClock().now() + 24 * H).strftime("%Y-%m-%dT%H:%M")
+    with chromium_page() as page:
+        browser_sign_in(page, base_url + f"/shipments/{in_transit}", "lou@example.org", PASSWORD)
+        page.wait_for_function(
+            "() => document.querySelector('#custody-event-type')?.value === 'delivered'"
+        )
+        page.fill("#custody-at", tomorrow)
+        page.click("#custody-record")
+        failed = page.wait_for_selector("#custody-failed")
+        assert failed is not None
+        text = failed.inner_text()
+        assert text.startswith("Not recorded: at: ") and "is in the future" in text
+        assert page.locator("#custody-done").count() == 0
+        save_screenshot(page, "shipment-custody-refused-time")
+    assert [r["event_type"] for r in _custody_rows(db, in_transit)] == ["handed_to_carrier"]
+    status = db.execute(
+        "SELECT status FROM shipments WHERE shipment_id = %s", (in_transit,)
+    ).fetchone()
+    assert status == {"status": "in_transit"}
+    assert [a["action"] for a in _audit_actions(db, in_transit)] == ["shipment.custody_recorded"]
