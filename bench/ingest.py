@@ -54,7 +54,7 @@ from core.db import connect
 from core.embedded import EmbeddedBroker, EmbeddedPostgres
 from core.migrations import migrate
 from core.settings import MqttTarget
-from ingest.consumer import BATCH_SIZE
+from ingest.consumer import BATCH_SIZE, MAX_BATCH_READINGS
 from ingest.devices import register_device
 from ingest.service import IncomingMessage, PreparedBatch, prepare_batch, write_batch
 
@@ -67,6 +67,7 @@ CEILING_RUNS = 3
 C_NAME = "(c) this ingest, 1 reading/message"
 D_NAME = "(d) this ingest, 50 readings/message"
 E_NAME = "(e) this ingest's writer, from memory"
+E50_NAME = "(e) the same, 50-reading messages"
 E2_NAME = "(e') parse + writer, raw messages from memory"
 
 
@@ -194,11 +195,17 @@ def _local_listener(port: int) -> psutil.Process | None:
 # -- (e) writer only -------------------------------------------------------------------------
 
 
-def bench_writer(db_url: str, rows: list[dict[str, Any]]) -> Line:
-    """(e) The writer alone (issue 4, item 2): batches of validated one-reading messages,
-    prepared in memory before the clock starts, stored as the consumer's writer stores
-    them (device check, COPY, device_latest, shipments, NOTIFY, commit)."""
-    batches = [prepare_batch(chunk, PREFIX) for chunk in _chunks(_incoming(rows))]
+def bench_writer(
+    db_url: str, rows: list[dict[str, Any]], per_message: int = 1, name: str = E_NAME
+) -> Line:
+    """(e) The writer alone (issue 4, item 2): batches of validated messages of
+    ``per_message`` readings, prepared in memory before the clock starts and cut as the
+    consumer cuts them (BATCH_SIZE messages or MAX_BATCH_READINGS readings, one commit
+    each), stored as the consumer's writer stores them (device check, COPY,
+    device_latest, shipments, NOTIFY, commit)."""
+    batches = [
+        prepare_batch(chunk, PREFIX) for chunk in _chunks(_incoming(rows, per_message), per_message)
+    ]
     gc.freeze()  # the benchmark's own messages are not the writer's garbage
     me = psutil.Process()
     with connect(db_url) as conn:
@@ -209,7 +216,7 @@ def bench_writer(db_url: str, rows: list[dict[str, Any]]) -> Line:
         seconds = time.perf_counter() - started
         cpu = cpu_seconds(me) - cpu_before
     gc.unfreeze()
-    return Line(E_NAME, len(rows), seconds, count_stored(db_url), {"writer": cpu})
+    return Line(name, len(rows), seconds, count_stored(db_url), {"writer": cpu})
 
 
 def bench_parse_and_write(db_url: str, rows: list[dict[str, Any]]) -> Line:
@@ -240,16 +247,19 @@ def bench_parse_and_write(db_url: str, rows: list[dict[str, Any]]) -> Line:
     return Line(E2_NAME, len(rows), seconds, count_stored(db_url), {"parse + writer": cpu})
 
 
-def _incoming(rows: list[dict[str, Any]]) -> list[IncomingMessage]:
+def _incoming(rows: list[dict[str, Any]], per_message: int = 1) -> list[IncomingMessage]:
     received = datetime.now(UTC)
     return [
         IncomingMessage(topic=topic, payload=payload, received_at=received)
-        for topic, payload in messages(rows, 1)
+        for topic, payload in messages(rows, per_message)
     ]
 
 
-def _chunks(incoming: list[IncomingMessage]) -> list[list[IncomingMessage]]:
-    return [incoming[i : i + BATCH_SIZE] for i in range(0, len(incoming), BATCH_SIZE)]
+def _chunks(incoming: list[IncomingMessage], per_message: int = 1) -> list[list[IncomingMessage]]:
+    """Batches as the consumer closes them: BATCH_SIZE messages or MAX_BATCH_READINGS
+    readings, whichever comes first (every message here holds ``per_message``)."""
+    size = min(BATCH_SIZE, max(1, MAX_BATCH_READINGS // per_message))
+    return [incoming[i : i + size] for i in range(0, len(incoming), size)]
 
 
 def _services(folder: Path) -> tuple[str, str, list[Callable[[], None]]]:
@@ -309,6 +319,7 @@ def run() -> None:
                     db_url, mqtt_url, rows, 50, D_NAME + ", 2 processes", folder, 2
                 ),
                 lambda: bench_writer(db_url, rows),
+                lambda: bench_writer(db_url, rows, 50, E50_NAME),
                 lambda: bench_parse_and_write(db_url, rows),
             ]
             for make in makers:
