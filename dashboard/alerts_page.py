@@ -2,7 +2,8 @@
 call now and next, and the silences in force.
 
 The acknowledge/resolve buttons go through ``dashboard.actions.perform``, which checks the
-signed-in role on the server and audits a refusal, whatever the page showed.
+signed-in role on the server and audits a refusal, whatever the page showed. Silences are
+created and expired in ``dashboard.silence_form``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dashboard import actions, livemap, queries
 from dashboard.auth import current_user
 from dashboard.formatting import both_times, minutes_ago, utc_time
 from dashboard.overview import SEVERITY_COLOUR, severity_badge
+from dashboard.silence_form import may_silence, silence_form, silences_panel
+from dashboard.silence_form import register as silence_form_register
 
 BUTTON_TYPE = "board-action"
 
@@ -199,51 +202,19 @@ def oncall_panel(entries: list[OnCallNow]) -> Any:
     )
 
 
-def silences_panel(rows: list[Row], refs: dict[int, str]) -> Any:
-    if not rows:
-        return html.P("No silences in force.", className="text-muted", id="silences-empty")
-    return dbc.ListGroup(
-        [
-            dbc.ListGroupItem(
-                [
-                    html.Strong(
-                        " · ".join(
-                            part
-                            for part in (
-                                f"shipment {refs.get(row['shipment_id'], row['shipment_id'])}"
-                                if row["shipment_id"]
-                                else "",
-                                f"rule {row['rule_id']}" if row["rule_id"] else "",
-                            )
-                            if part
-                        )
-                    ),
-                    html.Div(row["reason"]),
-                    html.Small(
-                        f"until {utc_time(row['ends_at'])}, by {row['created_by']}",
-                        className="text-muted",
-                    ),
-                ],
-                className="silence",
-            )
-            for row in rows
-        ]
-    )
-
-
-def side_panels(conn: psycopg.Connection[Row], now: datetime) -> list[Any]:
+def side_panels(conn: psycopg.Connection[Row], now: datetime, user: StaffUser | None) -> list[Any]:
     silences = list_silences(conn, now, True)
     refs = queries.shipment_refs(conn, [r["shipment_id"] for r in silences if r["shipment_id"]])
     return [
         html.H5("On call"),
         html.Div(oncall_panel(oncall_now_and_next(conn, now)), id="oncall-panel", className="mb-3"),
         html.H5("Silences"),
-        html.Div(silences_panel(silences, refs), id="silences-panel"),
+        html.Div(silences_panel(silences, refs, may_silence(user)), id="silences-panel"),
     ]
 
 
 def layout(conn: psycopg.Connection[Row], now: datetime, user: StaffUser | None) -> html.Div:
-    content = (board(conn, user, now), side_panels(conn, now))
+    content = (board(conn, user, now), side_panels(conn, now, user))
     return html.Div(
         [
             html.H4("Open alerts", className="mb-2"),
@@ -251,15 +222,25 @@ def layout(conn: psycopg.Connection[Row], now: datetime, user: StaffUser | None)
             dbc.Row(
                 [
                     dbc.Col(html.Div(content[0], id="alerts-board"), lg=8),
-                    dbc.Col(html.Div(content[1], id="alerts-side"), lg=4),
+                    dbc.Col(
+                        [
+                            html.Div(content[1], id="alerts-side"),
+                            html.Div(id="silence-result", className="mt-2"),
+                            *([silence_form()] if may_silence(user) else []),
+                        ],
+                        lg=4,
+                    ),
                 ]
             ),
             dcc.Store(id="board-digest", data=livemap.digest_of(content)),
+            dcc.Store(id="silence-changed", data=0),
         ]
     )
 
 
 def register(app: Dash, pool: ConnectionPool[psycopg.Connection[Row]], clock: Clock) -> None:
+    silence_form_register(app, pool, clock)
+
     @app.callback(
         Output("alerts-board", "children"),
         Output("alerts-side", "children"),
@@ -267,16 +248,17 @@ def register(app: Dash, pool: ConnectionPool[psycopg.Connection[Row]], clock: Cl
         Output("board-digest", "data"),
         Input("refresh", "n_intervals"),
         Input({"type": BUTTON_TYPE, "action": ALL, "alert_id": ALL}, "n_clicks"),
+        Input("silence-changed", "data"),
         State("board-digest", "data"),
         prevent_initial_call=True,
     )
     def update(
-        _n: int | None, _clicks: list[int | None], digest: str | None
+        _n: int | None, _clicks: list[int | None], _changed: int | None, digest: str | None
     ) -> tuple[Any, Any, Any, Any]:
         user = current_user()
         message: Any = no_update
         clicked = None
-        if ctx.triggered_id != "refresh":
+        if ctx.triggered_id not in ("refresh", "silence-changed"):
             clicked = actions.clicked_action(ctx.triggered_id, ctx.triggered[0]["value"])
             # Buttons appearing in a re-rendered board fire this too, unclicked.
             if clicked is None or user is None:
@@ -285,7 +267,7 @@ def register(app: Dash, pool: ConnectionPool[psycopg.Connection[Row]], clock: Cl
             if clicked is not None and user is not None:
                 message = actions.perform(conn, user, clicked[0], clicked[1], clock)
             now = clock.now()
-            content = (board(conn, user, now), side_panels(conn, now))
+            content = (board(conn, user, now), side_panels(conn, now, user))
         # Unchanged boards are not resent: re-rendering would close open histories.
         new_digest = livemap.digest_of(content)
         if new_digest == digest and message is no_update:

@@ -118,6 +118,7 @@ def create_dashboard(
     alerts_page.register(app, pool, the_clock)
     devices.register(app, pool, the_clock)
     units.register(app, pool)
+    shipment.register(app, pool)
     cases.register(app, pool, the_clock, settings)
     shipment_case.register(app, pool, the_clock, settings)
 

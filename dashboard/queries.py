@@ -265,3 +265,10 @@ def shipment_refs(conn: psycopg.Connection[Row], shipment_ids: list[int]) -> dic
         (shipment_ids,),
     ).fetchall()
     return {r["shipment_id"]: r["shipment_ref"] for r in rows}
+
+
+def shipment_id_by_ref(conn: psycopg.Connection[Row], shipment_ref: str) -> int | None:
+    row = conn.execute(
+        "SELECT shipment_id FROM shipments WHERE shipment_ref = %s", (shipment_ref,)
+    ).fetchone()
+    return None if row is None else int(row["shipment_id"])

@@ -1,5 +1,10 @@
 """The shipment page: temperature against the storage band (and relative humidity where the
-logger measures it), excursions and alerts."""
+logger measures it), excursions and alerts.
+
+The header facts (status, delivered time, …) follow the page's refresh interval and a
+custody event recorded on the page; they are resent only when they changed, and the
+chart is left alone.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,16 @@ from typing import Any
 
 import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
-from dash import dcc, html
+import psycopg
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+from psycopg_pool import ConnectionPool
 
 from core.db import Row
-from dashboard import disposition, shipment_case
-from dashboard.formatting import Unit, both_times, temperature, to_unit, utc_time
+from dashboard import disposition, queries, shipment_case
+from dashboard.auth import current_user
+from dashboard.formatting import Unit, both_times, temperature, to_unit, unit_of, utc_time
+from dashboard.livemap import digest_of
 from dashboard.overview import severity_badge
 
 
@@ -199,6 +209,33 @@ def excursions_table(rows: list[Row], unit: Unit = "C") -> Any:
     return dbc.Table([header, body], size="sm", id="excursions-table")
 
 
+def facts_list(shipment: Row, unit: Unit = "C") -> html.Dl:
+    """The header facts; times in UTC and the destination's clock (shipments.destination_tz)."""
+    storage = shipment["definition"]["storage"]
+    tz = shipment["destination_tz"]
+    facts = [
+        (
+            "Drug profile",
+            f"{shipment['profile_name']} ({temperature(storage['min_c'], unit)} to "
+            f"{temperature(storage['max_c'], unit)})",
+        ),
+        ("Lane", shipment["lane"] or "—"),
+        ("From", shipment["origin_name"]),
+        ("To", f"{shipment['destination_name']} ({tz})"),
+        ("Status", shipment["status"]),
+        ("Departed", both_times(shipment["departed_at"], tz)),
+        ("Expected delivery", both_times(shipment["expected_delivery_at"], tz)),
+        ("Delivered", both_times(shipment["delivered_at"], tz)),
+    ]
+    return html.Dl(
+        [
+            item
+            for k, v in facts
+            for item in (html.Dt(k), html.Dd(v, className="fact-" + k.lower().replace(" ", "-")))
+        ]
+    )
+
+
 def layout(
     shipment: Row | None,
     readings: list[Row],
@@ -212,44 +249,18 @@ def layout(
             [html.H4("Shipment not found"), dcc.Link("Back to all shipments", href="/")],
             id="shipment-missing",
         )
-    storage = shipment["definition"]["storage"]
-    facts = [
-        (
-            "Drug profile",
-            f"{shipment['profile_name']} ({temperature(storage['min_c'], unit)} to "
-            f"{temperature(storage['max_c'], unit)})",
-        ),
-        ("Lane", shipment["lane"] or "—"),
-        ("From", shipment["origin_name"]),
-        ("To", f"{shipment['destination_name']} ({shipment['destination_tz']})"),
-        ("Status", shipment["status"]),
-        # UTC and the destination's clock (shipments.destination_tz).
-        ("Departed", both_times(shipment["departed_at"], shipment["destination_tz"])),
-        (
-            "Expected delivery",
-            both_times(shipment["expected_delivery_at"], shipment["destination_tz"]),
-        ),
-        ("Delivered", both_times(shipment["delivered_at"], shipment["destination_tz"])),
-    ]
+    facts = facts_list(shipment, unit)
     return html.Div(
         [
             dcc.Link("← all shipments", href="/"),
             html.H4(f"Shipment {shipment['shipment_ref']}", id="shipment-title", className="mt-2"),
+            dcc.Store(
+                id="shipment-facts-state",
+                data={"shipment_id": shipment["shipment_id"], "digest": digest_of(facts)},
+            ),
             dbc.Row(
                 [
-                    dbc.Col(
-                        html.Dl(
-                            [
-                                item
-                                for k, v in facts
-                                for item in (
-                                    html.Dt(k),
-                                    html.Dd(v, className="fact-" + k.lower().replace(" ", "-")),
-                                )
-                            ]
-                        ),
-                        lg=3,
-                    ),
+                    dbc.Col(html.Div(facts, id="shipment-facts"), lg=3),
                     dbc.Col(
                         dcc.Graph(
                             id="temperature-chart",
@@ -283,3 +294,32 @@ def layout(
             shipment_case.section(shipment["shipment_id"]),
         ]
     )
+
+
+def register(app: Dash, pool: ConnectionPool[psycopg.Connection[Row]]) -> None:
+    @app.callback(
+        Output("shipment-facts", "children"),
+        Output("shipment-facts-state", "data"),
+        Input("refresh", "n_intervals"),
+        Input("custody-recorded", "data"),
+        Input("temperature-unit", "data"),
+        State("shipment-facts-state", "data"),
+        prevent_initial_call=True,
+    )
+    def refresh_facts(
+        _n: int | None, _recorded: int | None, unit: str | None, state: dict[str, Any] | None
+    ) -> tuple[Any, Any]:
+        """The header again (a delivery recorded on the page or by the monitor's geofence,
+        or the °C/°F switch); unchanged facts are not resent."""
+        shipment_id = (state or {}).get("shipment_id")
+        if current_user() is None or not isinstance(shipment_id, int):
+            raise PreventUpdate
+        with pool.connection() as conn:
+            found = queries.shipment(conn, shipment_id)
+        if found is None:
+            raise PreventUpdate
+        facts = facts_list(found, unit_of(unit))
+        digest = digest_of(facts)
+        if state and digest == state.get("digest"):
+            return no_update, no_update
+        return facts, {"shipment_id": shipment_id, "digest": digest}

@@ -420,6 +420,15 @@ def test_logistics_records_delivery_and_the_physician_gets_the_receipt_link(
         browser_sign_in(page, base_url + path, "lou@example.org", PASSWORD)
         page.wait_for_selector("#custody-table .custody-handed_to_carrier")
         assert page.locator("#custody-form").is_visible()
+        assert page.inner_text("#shipment-facts .fact-status") == "in_transit"
+        assert page.inner_text("#shipment-facts .fact-delivered") == "—"
+        callbacks: list[str] = []
+        page.on(
+            "request",
+            lambda r: (
+                callbacks.append(r.post_data or "") if "_dash-update-component" in r.url else None
+            ),
+        )
         # Defaults: delivered (the shipment is in transit), at its destination, now in UTC.
         page.wait_for_function(
             "() => document.querySelector('#custody-event-type')?.value === 'delivered'"
@@ -457,6 +466,14 @@ def test_logistics_records_delivery_and_the_physician_gets_the_receipt_link(
             "() => document.querySelector('#custody-event-type')?.value === 'received'"
         )
         page.wait_for_selector("#receipt-status.receipt-awaiting")
+        # The header follows without a reload; the chart is not redrawn for it.
+        page.wait_for_function(
+            "() => document.querySelector('#shipment-facts .fact-status')?.innerText"
+            " === 'delivered'"
+        )
+        delivered = page.inner_text("#shipment-facts .fact-delivered")
+        assert delivered.startswith(at.strftime("%Y-%m-%d %H:%M UTC · ")), delivered
+        assert not [body for body in callbacks if "temperature-chart" in body]
         save_screenshot(page, "shipment-custody-delivered")
 
     shipment = db.execute(
