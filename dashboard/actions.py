@@ -20,7 +20,7 @@ from core.accounts import StaffUser
 from core.clock import Clock
 from core.db import Row
 from dashboard import queries, shipment
-from dashboard.auth import current_user
+from dashboard.auth import current_user, refusal
 from dashboard.units import shipment_id_of
 
 # Button action → (permission, what the person reads).
@@ -44,15 +44,16 @@ def perform(
 ) -> dbc.Alert:
     """Acknowledge or resolve for ``user`` if the role allows it; a refusal is audited."""
     permission, done = ACTIONS[action]
-    if not accounts.can(user.role, permission):
-        accounts.record_denial(
-            conn, user, permission, entity_type="alert", entity_id=alert_id, via="dashboard"
-        )
-        return dbc.Alert(
-            f"Your role ({user.role}) may not do this: {permission}.",
-            color="danger",
-            id="alert-action-refused",
-        )
+    refused = refusal(
+        conn,
+        user,
+        permission,
+        entity_type="alert",
+        entity_id=alert_id,
+        element_id="alert-action-refused",
+    )
+    if refused is not None:
+        return refused
     try:
         if action == "ack":
             service.acknowledge(conn, alert_id, user.email, "dashboard", clock.now())

@@ -16,6 +16,7 @@ from html import escape
 from typing import Final
 from urllib.parse import quote, urlsplit
 
+import dash_bootstrap_components as dbc
 import flask
 import psycopg
 from dash import Dash
@@ -229,3 +230,25 @@ class DashboardAuth:
         response = flask.redirect("/login")
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
+
+
+def refusal(
+    conn: psycopg.Connection[Row],
+    user: StaffUser,
+    permission: str,
+    *,
+    entity_type: str,
+    entity_id: str | int,
+    element_id: str,
+) -> dbc.Alert | None:
+    """None when ``user``'s role holds ``permission``; otherwise the refusal, recorded in the
+    audit log, as the message the page shows. Callbacks call this on the server whatever
+    the page showed: a hand-made callback request gets the same answer."""
+    if accounts.can(user.role, permission):
+        return None
+    accounts.record_denial(
+        conn, user, permission, entity_type=entity_type, entity_id=entity_id, via="dashboard"
+    )
+    return dbc.Alert(
+        f"Your role ({user.role}) may not do this: {permission}.", color="danger", id=element_id
+    )

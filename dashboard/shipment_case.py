@@ -40,7 +40,7 @@ from core.clock import Clock, utc
 from core.db import Row
 from core.settings import Settings
 from dashboard import case_queries
-from dashboard.auth import current_user
+from dashboard.auth import current_user, refusal
 from dashboard.case_parts import (
     TIME_FORMAT,
     adverse_events_table,
@@ -193,13 +193,16 @@ def record_from_form(
 ) -> tuple[dbc.Alert, bool]:
     """Record the form's custody event for ``user`` if the role allows it (a refusal is
     audited); the message and whether an event was recorded."""
-    if not accounts.can(user.role, MANAGE_PERMISSION):
-        accounts.record_denial(
-            conn, user, MANAGE_PERMISSION, entity_type="shipment", entity_id=shipment_id,
-            via="dashboard",
-        )  # fmt: skip
-        refused = f"Your role ({user.role}) may not do this: {MANAGE_PERMISSION}."
-        return dbc.Alert(refused, color="danger", id="custody-refused"), False
+    refused = refusal(
+        conn,
+        user,
+        MANAGE_PERMISSION,
+        entity_type="shipment",
+        entity_id=shipment_id,
+        element_id="custody-refused",
+    )
+    if refused is not None:
+        return refused, False
     before = case_queries.custody_form_shipment(conn, shipment_id)
     if before is None:
         return dbc.Alert(f"Shipment {shipment_id} does not exist.", color="warning"), False

@@ -24,7 +24,7 @@ from core.accounts import StaffUser
 from core.clock import Clock
 from core.db import Row
 from dashboard import queries
-from dashboard.auth import current_user
+from dashboard.auth import current_user, refusal
 from dashboard.formatting import utc_time
 
 EXPIRE_TYPE = "silence-expire"
@@ -162,14 +162,17 @@ def silence_end(hours: object, until: str | None, now: datetime) -> datetime:
     return now + timedelta(hours=value)
 
 
-def _refused(conn: psycopg.Connection[Row], user: StaffUser, entity_id: str | int) -> dbc.Alert:
-    accounts.record_denial(
-        conn, user, SILENCE_PERMISSION, entity_type="silence", entity_id=entity_id, via="dashboard"
-    )
-    return dbc.Alert(
-        f"Your role ({user.role}) may not do this: {SILENCE_PERMISSION}.",
-        color="danger",
-        id="silence-refused",
+def _refused(
+    conn: psycopg.Connection[Row], user: StaffUser, entity_id: str | int
+) -> dbc.Alert | None:
+    """None when the role may silence; otherwise the audited refusal."""
+    return refusal(
+        conn,
+        user,
+        SILENCE_PERMISSION,
+        entity_type="silence",
+        entity_id=entity_id,
+        element_id="silence-refused",
     )
 
 
@@ -182,8 +185,9 @@ def create_from_form(
     now: datetime,
 ) -> tuple[dbc.Alert, bool]:
     """Create the form's silence for ``user`` if the role allows it; a refusal is audited."""
-    if not may_silence(user):
-        return _refused(conn, user, "new"), False
+    refused = _refused(conn, user, "new")
+    if refused is not None:
+        return refused, False
     ref = (form.get("shipment") or "").strip()
     reason = form.get("reason") or ""
     try:
@@ -214,8 +218,9 @@ def expire_from_click(
     conn: psycopg.Connection[Row], user: StaffUser, silence_id: int, now: datetime
 ) -> tuple[dbc.Alert, bool]:
     """End a silence now for ``user`` if the role allows it; a refusal is audited."""
-    if not may_silence(user):
-        return _refused(conn, user, silence_id), False
+    refused = _refused(conn, user, silence_id)
+    if refused is not None:
+        return refused, False
     try:
         changed = expire_silence(conn, silence_id, user.email, now)
     except LookupError as exc:
