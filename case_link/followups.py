@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 
 from alerts.service import raise_alert, resolve
 from case_link import adverse_events, links, queries
-from case_link.forms import Fields, iso, record_digest
+from case_link.forms import Fields, earliest_receipt, iso, record_digest
 from case_link.sweep import row_savepoint
 from core import audit
 from core.clock import isoformat_utc
@@ -34,6 +34,8 @@ OVERDUE_AFTER: Final = timedelta(hours=72)
 # so a physician never gets two messages in a row.
 MIN_GAP: Final = timedelta(hours=12)
 ADMINISTRATION_CHOICES: Final = ("administered", "planned", "not_planned")
+# A planned administration further ahead than this is a typing error, not a plan.
+PLANNED_WITHIN: Final = timedelta(days=366)
 FOLLOWUP_MEANING: Final = (
     "Responsibility: I confirm that the answers above are accurate to the best of my knowledge."
 )
@@ -190,20 +192,37 @@ class FollowupForm:
     signer_name: str
 
 
-def parse_followup_form(raw: Mapping[str, list[str]], *, tz: str, now: datetime) -> FollowupForm:
-    """The follow-up form's fields, or FormError naming every field that is wrong."""
+def parse_followup_form(
+    raw: Mapping[str, list[str]],
+    *,
+    tz: str,
+    now: datetime,
+    delivered_at: datetime | None = None,
+) -> FollowupForm:
+    """The follow-up form's fields, or FormError naming every field that is wrong.
+
+    Dates are the destination's local dates, not before the delivery (less
+    ``forms.DELIVERY_ALLOWANCE``); an administration or an adverse event not after today,
+    a planned administration at most ``PLANNED_WITHIN`` ahead.
+    """
     f = Fields(raw, tz)
+    first_day = f.local_day(earliest_receipt(delivered_at, now))
+    today = f.local_day(now)
     safe_receipt = f.yes_no("safe_receipt")
     stored_correctly = f.yes_no("stored_correctly")
     administration = f.choice("administration", ADMINISTRATION_CHOICES)
     administration_date = f.local_date(
-        "administration_date", required=administration in ("administered", "planned")
+        "administration_date",
+        earliest=first_day,
+        latest=today + PLANNED_WITHIN if administration == "planned" else today,
+        required=administration in ("administered", "planned"),
     )
     had_event = f.yes_no("adverse_event")
     event = None
     if had_event:
-        onset = f.local_date("ae_onset_date")
-        description = f.text("ae_description", limit=4000)
+        # validate() below refuses a future onset with its own message.
+        onset = f.local_date("ae_onset_date", earliest=first_day, latest=date.max)
+        description = f.text("ae_description", limit=4000, multiline=True)
         seriousness = tuple(f.all("ae_seriousness"))
         outcome = f.choice("ae_outcome", adverse_events.OUTCOMES)
         if onset is not None and description is not None and outcome is not None:
@@ -212,7 +231,7 @@ def parse_followup_form(raw: Mapping[str, list[str]], *, tz: str, now: datetime)
                 event.validate(today=now.date())
             except adverse_events.AdverseEventError as exc:
                 f.problems["ae_" + exc.field] = str(exc)
-    comments = f.text("comments", required=False, limit=4000)
+    comments = f.text("comments", required=False, limit=4000, multiline=True)
     signer_name = f.text("signer_name", limit=200)
     if not f.checked("signature_agree"):
         f.problems["signature_agree"] = "tick the box to sign with the meaning shown"

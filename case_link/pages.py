@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from html import escape
@@ -48,15 +49,16 @@ class ClientRateLimiter:
         self.rate_per_s = rate_per_s
         self.burst = burst
         self.max_clients = max_clients
-        self._buckets: dict[str, tuple[float, float]] = {}
+        # Least recently seen first: a full table forgets its oldest clients, never everyone.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
         self._lock = threading.Lock()
 
     def allow(self, client: str, now: float | None = None) -> bool:
         at = time.monotonic() if now is None else now
         with self._lock:
-            if len(self._buckets) >= self.max_clients:
-                self._buckets.clear()  # bounded memory; a flood only resets everyone's bucket
-            tokens, updated = self._buckets.get(client, (float(self.burst), at))
+            tokens, updated = self._buckets.pop(client, (float(self.burst), at))
+            while len(self._buckets) >= self.max_clients:
+                self._buckets.popitem(last=False)
             tokens = min(float(self.burst), tokens + (at - updated) * self.rate_per_s)
             allowed = tokens >= 1
             self._buckets[client] = (tokens - 1 if allowed else tokens, at)
@@ -285,13 +287,17 @@ def _store(
     client = _client(request)
     try:
         if purpose == "receipt":
-            form = receipts.parse_receipt_form(values, tz=tz, now=now)
+            form = receipts.parse_receipt_form(
+                values, tz=tz, now=now, delivered_at=shipment["delivered_at"]
+            )
             with pool.connection() as conn:
                 done = receipts.confirm_receipt(conn, settings, link, shipment, form, now, client)
             digest = None if done is None else done.record_sha256
             message = "Thank you. Your confirmation of receipt has been recorded and signed."
         else:
-            followup = followups.parse_followup_form(values, tz=tz, now=now)
+            followup = followups.parse_followup_form(
+                values, tz=tz, now=now, delivered_at=shipment["delivered_at"]
+            )
             with pool.connection() as conn:
                 digest = followups.complete_followup(
                     conn, settings, link, shipment, followup, now, client

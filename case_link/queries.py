@@ -23,6 +23,11 @@ _LINK_COLUMNS: Final = (
 )
 LINK_BY_HASH: Final = f"SELECT {_LINK_COLUMNS} FROM physician_links WHERE token_hash = %s"
 
+# Taken before the link is spent, in the same order as a resend (request, then link).
+LOCK_RECEIPT_REQUEST: Final = """
+SELECT shipment_id FROM receipt_requests WHERE shipment_id = %s FOR UPDATE
+"""
+
 MARK_LINK_USED: Final = """
 UPDATE physician_links SET used_at = %s
 WHERE link_id = %s AND used_at IS NULL AND revoked_at IS NULL AND expires_at > %s

@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 from alerts.service import raise_alert, resolve
 from case_link import followups, links, queries
 from case_link.cases import advance_on_receipt
-from case_link.forms import Fields, iso, record_digest
+from case_link.forms import Fields, earliest_receipt, iso, record_digest
 from case_link.sweep import row_savepoint
 from core import audit
 from core.clock import isoformat_utc
@@ -40,6 +40,8 @@ RECEIPT_MEANING: Final = (
 )
 
 
+# Taken before the link is spent, in the order resend_receipt_link locks (request, then
+# links), so a confirmation and a resend of the same shipment cannot deadlock.
 @dataclass(frozen=True, slots=True)
 class ReceiptForm:
     received_at: datetime
@@ -228,21 +230,32 @@ def _escalate_one(conn: psycopg.Connection[Row], row: Row, now: datetime) -> Non
     conn.execute(queries.MARK_RECEIPT_ESCALATED, (now, change.alert_id, row["shipment_id"]))
 
 
-def parse_receipt_form(raw: Mapping[str, list[str]], *, tz: str, now: datetime) -> ReceiptForm:
-    """The receipt form's fields, or FormError naming every field that is wrong."""
+def parse_receipt_form(
+    raw: Mapping[str, list[str]],
+    *,
+    tz: str,
+    now: datetime,
+    delivered_at: datetime | None = None,
+) -> ReceiptForm:
+    """The receipt form's fields, or FormError naming every field that is wrong.
+
+    The times are the destination's local time, not in the future and not earlier than
+    the shipment's delivery less ``forms.DELIVERY_ALLOWANCE``; storage not before receipt.
+    """
     f = Fields(raw, tz)
-    received_at = f.local_datetime("received_at", now)
+    earliest = earliest_receipt(delivered_at, now)
+    received_at = f.local_datetime("received_at", now, earliest=earliest)
     received_by = f.text("received_by", limit=200)
     package_intact = f.yes_no("package_intact")
-    package_note = f.text("package_note", required=package_intact is False)
+    package_note = f.text("package_note", required=package_intact is False, multiline=True)
     indicator_status = f.choice("indicator_status", INDICATOR_CHOICES)
-    indicator_note = f.text("indicator_note", required=indicator_status == "alarm")
+    indicator_note = f.text("indicator_note", required=indicator_status == "alarm", multiline=True)
     storage_confirmed = f.checked("storage_confirmed")
-    stored_at = f.local_datetime("stored_at", now, required=storage_confirmed)
+    stored_at = f.local_datetime(
+        "stored_at", now, earliest=received_at or earliest, required=storage_confirmed
+    )
     if not storage_confirmed:
         stored_at = None
-    if received_at is not None and stored_at is not None and stored_at < received_at:
-        f.problems["stored_at"] = "must not be before the time of receipt"
     signer_name = f.text("signer_name", limit=200)
     if not f.checked("signature_agree"):
         f.problems["signature_agree"] = "tick the box to sign with the meaning shown"
@@ -290,6 +303,8 @@ def confirm_receipt(
 ) -> ConfirmedReceipt | None:
     """Store the signed receipt; None when the link was spent meanwhile (nothing changes)."""
     with conn.transaction():
+        # Lock order as in resend_receipt_link: the request row first, then the link.
+        conn.execute(queries.LOCK_RECEIPT_REQUEST, (link.shipment_id,))
         if not links.mark_used(conn, link.link_id, now):
             return None
         record = signed_record(shipment, form, now)

@@ -16,7 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from case_link import followups, links, queries, receipts
 from case_link.followups import Step, plan_step
-from case_link.forms import record_digest
+from case_link.forms import FormError, record_digest
 from case_link.jobs import add_case_jobs
 from core.clock import FixedClock
 from core.db import Row
@@ -251,3 +251,81 @@ def test_reminders_overdue_alert_then_answers_with_a_serious_adverse_event(
     # Every follow-up link is spent once the follow-up is answered.
     for url in urls:
         assert http.get(path_of(url)).status_code == 404
+
+
+def _parse_answers(**changes: str) -> followups.FollowupForm:
+    values = {k: [v] for k, v in _answers("x", **changes).items() if isinstance(v, str)}
+    return followups.parse_followup_form(values, tz="UTC", now=DUE, delivered_at=DELIVERED)
+
+
+def test_followup_dates_lie_between_the_delivery_and_today() -> None:
+    delivered_day = DELIVERED.date()
+    tomorrow = (DUE.date() + timedelta(days=1)).isoformat()
+    refused = {
+        ("administered", "0001-01-01"),
+        ("administered", (delivered_day - timedelta(days=5)).isoformat()),
+        ("administered", tomorrow),  # administered on must not be in the future
+        ("planned", "0001-01-01"),
+        ("planned", "9999-12-31"),
+    }
+    for administration, day in refused:
+        with pytest.raises(FormError) as bad:
+            _parse_answers(administration=administration, administration_date=day)
+        assert set(bad.value.problems) == {"administration_date"}, (administration, day)
+    # A planned date may be ahead; the day before the recorded delivery is within the
+    # allowance (the physician may have had the package before the delivery was marked).
+    planned = _parse_answers(administration="planned", administration_date=tomorrow)
+    assert planned.administration_date == DUE.date() + timedelta(days=1)
+    early = (DELIVERED - timedelta(days=1)).date()
+    given = _parse_answers(administration_date=early.isoformat())
+    assert given.administration_date == early
+    with pytest.raises(FormError) as bad:
+        _parse_answers(
+            adverse_event="yes",
+            ae_onset_date="0001-01-01",
+            ae_description="rash",
+            ae_outcome="recovering",
+        )
+    assert set(bad.value.problems) == {"ae_onset_date"}
+
+
+def test_followup_page_names_bad_dates_and_control_characters(
+    db: psycopg.Connection[Row],
+    settings: Settings,
+    confirmed: int,
+    client: tuple[TestClient, FixedClock],
+) -> None:
+    http, _ = client
+    assert _sweep(db, settings, DUE) == ["send"]
+    [url] = sent_links(db, confirmed, "followup")
+    path = path_of(url)
+    page = http.get(path)
+    nonce = NONCE.search(page.text)
+    assert nonce is not None
+    refused = http.post(
+        path,
+        data=_answers(
+            nonce.group(1),
+            administration_date=(DUE.date() + timedelta(days=2)).isoformat(),
+            comments="fine\x00",
+            signer_name="Dr. Anna\x07Weber",
+        ),
+    )
+    assert refused.status_code == 422, refused.text
+    for field in ("administration_date", "comments", "signer_name"):
+        assert f'id="err-{field}"' in refused.text
+    status = queries.followup_status(db, confirmed)
+    assert status is not None and status["state"] == "sent"
+    answer = http.post(
+        path,
+        data=_answers(
+            nonce.group(1),
+            administration="planned",
+            administration_date=(DUE.date() + timedelta(days=2)).isoformat(),
+            comments="Appointment booked.\r\nPatient informed.",
+        ),
+    )
+    assert answer.status_code == 200, answer.text
+    status = queries.followup_status(db, confirmed)
+    assert status is not None and status["state"] == "completed"
+    assert status["administration_date"] == DUE.date() + timedelta(days=2)

@@ -4,8 +4,11 @@ unusable token looks the same, the form nonce, rate limiting, the late-receipt a
 from __future__ import annotations
 
 import re
+import threading
+import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -13,11 +16,13 @@ from fastapi.testclient import TestClient
 from psycopg_pool import ConnectionPool
 
 from case_link import links, queries, receipts
+from case_link.forms import DELIVERY_ALLOWANCE, FormError
 from case_link.pages import ClientRateLimiter
 from core.clock import FixedClock
 from core.db import Row
 from core.http import create_app
 from core.settings import Settings
+from dashboard.formatting import both_times
 from tests.factories import T0
 from tests.physician_fixtures import (
     PHYSICIAN_MOBILE,
@@ -294,3 +299,181 @@ def test_a_failing_row_is_retried_and_does_not_hold_back_the_others(
     db.execute("DROP TRIGGER refuse_link ON physician_links")
     assert receipts.request_receipts(db, settings, clock.now()) == [bad]
     assert len(sent_links(db, bad, "receipt")) == 1
+
+
+def _post_receipt(
+    db: psycopg.Connection[Row], client: TestClient, shipment_id: int, **changes: str
+) -> str:
+    """Post the receipt form with ``changes``; the page must refuse it (422) and store
+    nothing. Returns the page."""
+    [url] = sent_links(db, shipment_id, "receipt")
+    path = path_of(url)
+    answer = client.post(path, data=_form(_nonce(client, path), **changes))
+    assert answer.status_code == 422, (changes, answer.text)
+    assert db.execute("SELECT count(*) AS n FROM receipt_confirmations").fetchone() == {"n": 0}
+    text: str = answer.text
+    return text
+
+
+@pytest.mark.parametrize("tz", ["America/Los_Angeles", "Pacific/Kiritimati", "UTC"])
+def test_receipt_times_are_local_and_within_the_delivery(
+    db: psycopg.Connection[Row], client: TestClient, requested: int, tz: str
+) -> None:
+    client.app.state.physician_page_limiter = ClientRateLimiter(burst=1000)  # type: ignore[attr-defined]
+    db.execute("UPDATE shipments SET destination_tz = %s WHERE shipment_id = %s", (tz, requested))
+
+    def local(at: datetime) -> str:
+        return at.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%dT%H:%M")
+
+    good = local(DELIVERED)
+    for bad in (
+        "0001-01-01T00:00+00:00",  # an offset: the field is the destination's local time
+        "0001-01-01T00:00+14:00",
+        "2026-11-25T10:00Z",
+        "0001-01-01T00:00",  # no UTC time exists east of UTC; far too early everywhere
+        "9999-12-31T23:59",
+        local(DELIVERED - timedelta(days=3)),  # well before the delivery
+        local(DELIVERED + timedelta(hours=1)),  # in the future
+    ):
+        for field in ("received_at", "stored_at"):
+            text = _post_receipt(
+                db, client, requested, **{"received_at": good, "stored_at": good, field: bad}
+            )
+            assert f'id="err-{field}"' in text, (field, bad)
+    # Storage before receipt is refused beside the storage field.
+    text = _post_receipt(
+        db,
+        client,
+        requested,
+        received_at=local(DELIVERED + timedelta(minutes=2)),
+        stored_at=good,
+    )
+    assert 'id="err-stored_at"' in text and 'id="err-received_at"' not in text
+
+
+def test_receipt_time_may_be_a_little_before_the_recorded_delivery(
+    db: psycopg.Connection[Row], client: TestClient, settings: Settings, requested: int
+) -> None:
+    shipment = db.execute(queries.SHIPMENT_FOR_PAGE, (requested,)).fetchone()
+    assert shipment is not None and shipment["destination_tz"] == "UTC"
+
+    def parse(received: datetime) -> receipts.ReceiptForm:
+        local = received.strftime("%Y-%m-%dT%H:%M")
+        values = {k: [v] for k, v in _form("x", received_at=local, stored_at=local).items()}
+        now = DELIVERED + timedelta(hours=1)
+        return receipts.parse_receipt_form(values, tz="UTC", now=now, delivered_at=DELIVERED)
+
+    early = DELIVERED - DELIVERY_ALLOWANCE
+    assert parse(early).received_at == early
+    with pytest.raises(FormError) as refused:
+        parse(early - timedelta(minutes=1))
+    assert set(refused.value.problems) == {"received_at", "stored_at"}
+    assert "must not be before" in refused.value.problems["received_at"]
+    # Accepted through the page, and the staff case panel can show what was stored.
+    [url] = sent_links(db, requested, "receipt")
+    path = path_of(url)
+    answer = client.post(
+        path, data=_form(_nonce(client, path), received_at=early.strftime("%Y-%m-%dT%H:%M"))
+    )
+    assert answer.status_code == 200, answer.text
+    stored = db.execute("SELECT received_at, stored_at FROM receipt_confirmations").fetchone()
+    assert stored is not None and stored["received_at"] == early
+    assert both_times(stored["received_at"], "America/Los_Angeles")
+
+
+def test_control_characters_are_refused_by_field_but_line_breaks_kept(
+    db: psycopg.Connection[Row], client: TestClient, requested: int
+) -> None:
+    text = _post_receipt(
+        db,
+        client,
+        requested,
+        received_by="Nurse\x00Keller",
+        signer_name="Dr.\x1bWeber",
+        package_intact="no",
+        package_note="box\x00crushed",
+    )
+    for field in ("received_by", "signer_name", "package_note"):
+        assert f'id="err-{field}"' in text
+    # A line break in a one-line field is refused too.
+    text = _post_receipt(db, client, requested, received_by="Nurse\nKeller")
+    assert 'id="err-received_by"' in text
+    [url] = sent_links(db, requested, "receipt")
+    path = path_of(url)
+    note = "outer box crushed\r\ninner box\tdry"
+    answer = client.post(
+        path, data=_form(_nonce(client, path), package_intact="no", package_note=note)
+    )
+    assert answer.status_code == 200, answer.text
+    stored = db.execute("SELECT package_note FROM receipt_confirmations").fetchone()
+    assert stored == {"package_note": note}
+
+
+def test_confirmation_locks_the_request_before_spending_the_link(
+    db: psycopg.Connection[Row],
+    pool: ConnectionPool[psycopg.Connection[Row]],
+    settings: Settings,
+    clock: FixedClock,
+    requested: int,
+) -> None:
+    """Same lock order as resend_receipt_link (request, then link): no deadlock."""
+    [url] = sent_links(db, requested, "receipt")
+    link = links.find_valid_link(
+        db, links.link_key(settings), "receipt", token_of(url), clock.now()
+    )
+    assert link is not None
+    shipment = db.execute(queries.SHIPMENT_FOR_PAGE, (requested,)).fetchone()
+    assert shipment is not None
+    values = {k: [v] for k, v in _form("x").items()}
+    form = receipts.parse_receipt_form(values, tz="UTC", now=clock.now(), delivered_at=DELIVERED)
+    results: list[object] = []
+
+    def confirm() -> None:
+        with pool.connection() as conn:
+            results.append(
+                receipts.confirm_receipt(conn, settings, link, shipment, form, clock.now(), None)
+            )
+
+    assert settings.database_url is not None
+    with psycopg.connect(settings.database_url) as resend:
+        # A resend holds the request row (its first lock) ...
+        resend.execute(
+            "SELECT 1 FROM receipt_requests WHERE shipment_id = %s FOR UPDATE", (requested,)
+        )
+        worker = threading.Thread(target=confirm)
+        worker.start()
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                waiting = db.execute(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                ).fetchone()
+                if waiting is not None and waiting["n"] == 1:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the confirmation never waited for the request row")
+            # ... so the waiting confirmation must not hold the link the resend needs next.
+            db.execute(
+                "SELECT 1 FROM physician_links WHERE link_id = %s FOR UPDATE NOWAIT",
+                (link.link_id,),
+            )
+        finally:
+            resend.rollback()
+            worker.join(timeout=10)
+    assert len(results) == 1 and isinstance(results[0], receipts.ConfirmedReceipt)
+
+
+def test_a_full_rate_limiter_forgets_its_oldest_clients_not_everyone() -> None:
+    limiter = ClientRateLimiter(rate_per_s=0.0, burst=1, max_clients=3)
+    assert limiter.allow("busy", now=0.0)
+    assert not limiter.allow("busy", now=1.0)
+    assert limiter.allow("old", now=2.0)
+    assert limiter.allow("new-1", now=3.0)
+    assert not limiter.allow("busy", now=4.0)  # seen recently: kept
+    for i in range(2, 6):  # rotating addresses push out the oldest entries only
+        assert limiter.allow(f"new-{i}", now=4.0 + i)
+        assert not limiter.allow("busy", now=4.5 + i)
+    assert len(limiter._buckets) == 3
+    assert limiter.allow("old", now=20.0)  # forgotten: a fresh bucket
