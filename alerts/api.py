@@ -3,9 +3,10 @@
 ``GET /api/v1/alerts`` is open to every signed-in role; acknowledging and resolving need
 ``alert.acknowledge`` / ``alert.resolve`` (core.accounts.PERMISSIONS); silences are
 created and expired under ``alert.acknowledge``; ``excursion.confirm`` (QA, admin)
-confirms an excursion, which sends the GDP notice (alerts.gdp). The lifecycle rules
-live in alerts.service; this module only translates them to HTTP (404 unknown alert,
-409 a transition the lifecycle forbids).
+confirms the excursion of a temperature alert, which sends the GDP notice (alerts.gdp).
+The lifecycle rules live in alerts.service; this module only translates them to HTTP (404
+unknown alert, 409 a transition the lifecycle forbids or an alert that is not about
+temperature).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field
 
-from alerts import gdp, queries, service, silences
+from alerts import gdp, oncall_queries, service, silences
 from alerts.models import AlertState, Transition
 from core import audit
 from core.accounts import StaffUser
@@ -125,9 +126,17 @@ def confirm_excursion(
     ],
 ) -> dict[str, Any]:
     with request.app.state.pool.connection() as conn, conn.transaction():
-        alert = conn.execute(queries.ALERT_SHIPMENT, (alert_id,)).fetchone()
+        alert = conn.execute(oncall_queries.ALERT_FOR_EXCURSION, (alert_id,)).fetchone()
         if alert is None or alert["shipment_id"] is None:
             raise HTTPException(404, f"alert {alert_id} does not exist or has no shipment")
+        if not alert["temperature"]:
+            # The notice tells outside parties of a temperature excursion; a receipt,
+            # follow-up or adverse-event alert is not one.
+            raise HTTPException(
+                409,
+                f"alert {alert_id} is for rule {alert['rule_id']}, not a temperature rule: "
+                "only temperature excursions can be confirmed",
+            )
         queued = gdp.confirm_excursion(
             conn,
             shipment_id=alert["shipment_id"],

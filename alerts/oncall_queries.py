@@ -245,6 +245,12 @@ IS_TEMPERATURE_ALERT: Final = (
     f"SELECT {_TEMPERATURE_RULE} AS temperature FROM alerts a WHERE a.alert_id = %s"
 )
 
+# What QA's confirmation of an excursion needs to know about the alert it names.
+ALERT_FOR_EXCURSION: Final = f"""
+SELECT a.shipment_id, a.rule_id, {_TEMPERATURE_RULE} AS temperature
+FROM alerts a WHERE a.alert_id = %s
+"""
+
 HOLD_ESCALATION: Final = """
 UPDATE alert_escalations SET next_step_at = %(until)s, updated_at = %(now)s
 WHERE alert_id = %(alert_id)s

@@ -146,5 +146,3 @@ SELECT s.shipment_ref, a.rule_id, a.ack_code
 FROM alerts a LEFT JOIN shipments s USING (shipment_id)
 WHERE a.alert_id = %s
 """
-
-ALERT_SHIPMENT: Final = "SELECT shipment_id FROM alerts WHERE alert_id = %s"

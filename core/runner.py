@@ -37,7 +37,15 @@ def serve_api(
     from core.http import create_app  # noqa: PLC0415 - heavy import, only for this service
 
     config = uvicorn.Config(
-        create_app(settings, pool), host=host, port=port, log_config=None, access_log=False
+        create_app(settings, pool),
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        # The client address (rate limits, audit client_ip) comes from X-Forwarded-For
+        # only on connections from these proxies, never from FORWARDED_ALLOW_IPS.
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
     )
     # uvicorn installs signal handlers only in the main thread, so a server run as a
     # thread of `run`/`demo` leaves Ctrl-C to the ServiceGroup.

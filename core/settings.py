@@ -6,6 +6,7 @@ value (Docker/Kubernetes secrets). Nothing else in the code reads ``os.environ``
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
@@ -122,6 +123,9 @@ class Settings(BaseSettings):
         90, validation_alias="COLDCHAIN_AE_NONSERIOUS_REPORT_DAYS", ge=1, le=365
     )
     ae_reminder_days: int = Field(3, validation_alias="COLDCHAIN_AE_REMINDER_DAYS", ge=0, le=60)
+    # Addresses (IPs or CIDR networks, comma-separated) whose X-Forwarded-For the API trusts:
+    # the reverse proxy in front of it. Production refuses "*" (any client could forge it).
+    trusted_proxies: str = Field("127.0.0.1,::1", validation_alias="COLDCHAIN_TRUSTED_PROXIES")
     twilio_account_sid: str | None = Field(None, validation_alias="TWILIO_ACCOUNT_SID")
     twilio_auth_token: SecretStr | None = Field(None, validation_alias="TWILIO_AUTH_TOKEN")
     twilio_from_number: str | None = Field(None, validation_alias="TWILIO_FROM_NUMBER")
@@ -193,6 +197,25 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
         return value.upper()
 
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_trusted_proxies(cls, value: str) -> str:
+        entries = [entry.strip() for entry in value.split(",") if entry.strip()]
+        if entries == ["*"]:
+            return "*"
+        if not entries:
+            raise ValueError("give at least one IP address or network, e.g. 127.0.0.1")
+        for entry in entries:
+            try:
+                # strict, as uvicorn parses it: 10.0.0.1/8 would silently match nothing.
+                ipaddress.ip_network(entry, strict=True)
+            except ValueError:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or network (e.g. 172.30.80.1 or "
+                    '10.0.0.0/8); "*" trusts every client and is allowed only alone'
+                ) from None
+        return ",".join(entries)
+
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:
         if self.environment is Environment.PRODUCTION:
@@ -205,6 +228,12 @@ class Settings(BaseSettings):
             if not self.public_url.startswith("https://"):
                 raise ValueError(
                     "COLDCHAIN_PUBLIC_URL must be https:// when COLDCHAIN_ENV=production"
+                )
+            if self.trusted_proxies == "*":
+                raise ValueError(
+                    'COLDCHAIN_TRUSTED_PROXIES must not be "*" when COLDCHAIN_ENV=production: '
+                    "any client could then choose its own address (rate limits, audit "
+                    "client_ip); give the reverse proxy's address"
                 )
         twilio = [self.twilio_account_sid, self.twilio_auth_token, self.twilio_from_number]
         if any(twilio) and not all(twilio):

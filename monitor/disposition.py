@@ -210,10 +210,22 @@ def assess_alarm(
     now: datetime,
     via: str,
 ) -> int:
-    """Record what an alarm means for the product; a newer assessment supersedes."""
+    """Record what an alarm means for the product; a newer assessment supersedes.
+
+    Only while the shipment is under assessment: after a signature the outcome changes
+    only by re-opening the assessment (start_assessment) and signing again.
+    """
     _permit(conn, user, ASSESS_PERMISSION, shipment_id, via)
     quality.check_alarm_assessment(impact, note)
     with conn.transaction():
+        if conn.execute(queries.LOCK_SHIPMENT, (shipment_id,)).fetchone() is None:
+            raise NotFound(f"no shipment {shipment_id}")
+        state = _shipment(conn, shipment_id)["quality_state"]
+        if state != "under_assessment":
+            raise DispositionError(
+                f"alarms cannot be assessed while the shipment is {state}: "
+                "start (or re-open) the assessment first"
+            )
         if conn.execute(queries.ALARM_OF_SHIPMENT, (alarm_id, shipment_id)).fetchone() is None:
             raise NotFound(f"shipment {shipment_id} has no alarm {alarm_id}")
         row = conn.execute(

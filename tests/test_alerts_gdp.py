@@ -15,8 +15,10 @@ from case_link.cases import create_case
 from case_link.physicians import Physician, assign_physician, register_physician
 from core.clock import FixedClock
 from core.db import Row
+from core.settings import Settings
 from core.severity import Severity
 from tests.factories import T0, shipment_with_logger
+from tests.staff import api_client, bearer, create_staff
 from tests.test_alerts_escalation import alarm
 
 pytestmark = pytest.mark.storage
@@ -102,3 +104,34 @@ def test_live_rules_do_not_confirm_and_missing_contacts_are_recorded(
         "SELECT count(*) AS n FROM audit_log WHERE action = 'gdp.notice_undeliverable'"
     ).fetchone()
     assert undeliverable == {"n": 2}
+
+
+@pytest.mark.parametrize(
+    "rule", ["receipt-unconfirmed", "followup-overdue", "ae-distributor-report", "battery-low"]
+)
+def test_qa_cannot_confirm_an_excursion_for_a_rule_that_is_not_about_temperature(
+    rule: str,
+    settings: Settings,
+    db: psycopg.Connection[Row],
+    pool: ConnectionPool[psycopg.Connection[Row]],
+) -> None:
+    clock = FixedClock(T0)
+    shipment_id = _shipment(db)
+    other = alarm(db, shipment_id, clock, rule, Severity.MEDIUM).alert_id
+    temperature = alarm(db, shipment_id, clock, "warm-cumulative", Severity.MEDIUM).alert_id
+    create_staff(db, ["qa"])
+    with api_client(settings, pool, clock) as client:
+        headers = bearer(client, "qa")
+        refused = client.post(f"/api/v1/alerts/{other}/confirm-excursion", headers=headers)
+        assert refused.status_code == 409
+        assert f"rule {rule}, not a temperature rule" in refused.json()["title"]
+        assert db.execute("SELECT count(*) AS n FROM gdp_notices").fetchone() == {"n": 0}
+        confirmed = client.post(f"/api/v1/alerts/{temperature}/confirm-excursion", headers=headers)
+    assert confirmed.status_code == 200
+    assert confirmed.json()["notified"] == ["distributor", "recipient"]
+    assert send_pending_notices(pool, {"outbox", "sms"}, "https://dash.example", T0) == 2
+    notified = db.execute(
+        "SELECT body FROM notifications WHERE recipient IN (%s, %s)", (DISTRIBUTOR, PHYSICIAN)
+    ).fetchall()
+    assert len(notified) == 2
+    assert all("rule warm-cumulative" in n["body"] for n in notified)

@@ -8,6 +8,7 @@ setting the settings object reads, and the production settings validate.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import re
 import tomllib
@@ -334,6 +335,25 @@ def test_production_settings_validate_from_the_compose_environment(
     assert settings.database_url == SAMPLE_SECRETS["database_url"]
     assert settings.secret_key is not None
     assert settings.secret_key.get_secret_value() == SAMPLE_SECRETS["secret_key"]
+    assert settings.trusted_proxies != "*"
+
+
+def test_api_trusts_only_the_gateway_the_host_proxy_connects_from() -> None:
+    """X-Forwarded-For names the client only when it comes from the host's reverse proxy.
+
+    The proxy reaches the published loopback port through the gateway of the default
+    network, so that gateway, fixed in the file, is the one trusted address.
+    """
+    ipam = COMPOSE["networks"]["default"]["ipam"]["config"]
+    [network] = ipam
+    subnet = ipaddress.ip_network(network["subnet"])
+    gateway = ipaddress.ip_address(network["gateway"])
+    assert gateway in subnet
+    trusted = _environment(SERVICES["api"]).get("COLDCHAIN_TRUSTED_PROXIES")
+    assert trusted == str(gateway), f"api trusts {trusted!r}, the gateway is {gateway}"
+    for name in APP_SERVICES:  # only the api reads client addresses
+        if name != "api":
+            assert "COLDCHAIN_TRUSTED_PROXIES" not in _environment(SERVICES[name]), name
 
 
 @pytest.mark.parametrize("name", ["ingest", "simulator"])

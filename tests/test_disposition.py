@@ -304,6 +304,41 @@ def test_assessment_waits_for_delivery(
         disposition.assessment_view(db, 999_999)
 
 
+@pytest.mark.storage
+def test_alarms_are_assessed_only_under_assessment(
+    db: psycopg.Connection[Row], shipment: int, users: dict[str, StaffUser]
+) -> None:
+    qa = users["qa"]
+    [alarm_id] = alarm_ids(db, shipment)
+
+    def assess(impact: quality.Impact, note: str) -> int:
+        return disposition.assess_alarm(
+            db, shipment, alarm_id, qa, impact=impact, note=note, now=NOW, via="test"
+        )
+
+    with pytest.raises(DispositionError, match="while the shipment is delivered"):
+        assess("no_impact", "before the assessment")
+    disposition.start_assessment(db, shipment, qa, NOW, via="test")
+    assess("no_impact", "short")
+    signed = disposition.sign_disposition(
+        db, shipment, qa, password=PASSWORD, decision="released", reason="ok",
+        new_expiry_date=None, now=NOW, via="test",
+    )  # fmt: skip
+    # After the signature an assessment would change what the signed release rests on.
+    with pytest.raises(DispositionError, match="while the shipment is released: start"):
+        assess("product_affected", "after the signature")
+    count = "SELECT count(*) AS n FROM alarm_assessments"
+    assert db.execute(count).fetchone() == {"n": 1}
+    assert len(audit_entries(db, "disposition.alarm_assessed")) == 1
+    view = disposition.assessment_view(db, shipment)
+    assert view["disposition"] == signed and view["alarms"][0]["impact"] == "no_impact"
+    # Re-opening the assessment is the way to change the outcome; a new signature follows.
+    disposition.start_assessment(db, shipment, qa, NOW, via="test")
+    assess("product_affected", "re-read after the signature")
+    assert _state(db, shipment) == "under_assessment"
+    assert db.execute(count).fetchone() == {"n": 2}
+
+
 # --- late data after the signature ----------------------------------------------------------
 
 

@@ -105,3 +105,28 @@ def test_empty_variables_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(name, "")
     settings = load_settings()
     assert settings.twilio_enabled is False and settings.database_url is None
+
+
+def test_trusted_proxies_are_addresses_or_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLDCHAIN_TRUSTED_PROXIES", raising=False)
+    assert load_settings().trusted_proxies == "127.0.0.1,::1"
+    monkeypatch.setenv("COLDCHAIN_TRUSTED_PROXIES", " 172.30.80.1 , 10.0.0.0/8,fd00::/8 ")
+    assert load_settings().trusted_proxies == "172.30.80.1,10.0.0.0/8,fd00::/8"
+    # uvicorn would take these as literal names that never match: refused, named.
+    for bad in ("proxy.internal", "10.0.0.1/8", "", "127.0.0.1,*"):
+        monkeypatch.setenv("COLDCHAIN_TRUSTED_PROXIES", bad)
+        with pytest.raises(StartupError, match="COLDCHAIN_TRUSTED_PROXIES"):
+            load_settings()
+
+
+def test_production_refuses_trusting_every_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLDCHAIN_TRUSTED_PROXIES", "*")
+    monkeypatch.setenv("COLDCHAIN_ENV", "development")
+    assert load_settings().trusted_proxies == "*"
+    monkeypatch.setenv("COLDCHAIN_ENV", "production")
+    monkeypatch.setenv("COLDCHAIN_SECRET_KEY", "x" * 32)
+    monkeypatch.setenv("COLDCHAIN_PUBLIC_URL", "https://cc.example")
+    with pytest.raises(StartupError, match='COLDCHAIN_TRUSTED_PROXIES must not be "\\*"'):
+        load_settings()
+    monkeypatch.setenv("COLDCHAIN_TRUSTED_PROXIES", "172.30.80.1")
+    assert load_settings().trusted_proxies == "172.30.80.1"
