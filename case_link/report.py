@@ -75,7 +75,7 @@ def _rect(
     fill: colors.Color | None,
     stroke: colors.Color | None = None,
 ) -> Rect:
-    # Colours are set after construction: the reportlab stubs mistype Rect's keywords.
+    # Colours are set after construction: types-reportlab declares Rect's keywords wrongly.
     rect = Rect(x, y, width, height)
     rect.fillColor = fill
     rect.strokeColor = stroke

@@ -9,7 +9,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import psycopg
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -50,10 +50,17 @@ def test_buffered_socket_hands_out_what_was_asked() -> None:
         left.close()
 
 
-def _v5_publisher(url: str) -> mqtt.Client:
+def _protocol(target: MqttTarget) -> MQTTProtocolVersion:
+    """The broker's protocol: MQTT v5 (Mosquitto), or 3.1.1 (the embedded amqtt fallback)."""
+    return mqtt.MQTTv5 if target.mqtt_v5 else mqtt.MQTTv311
+
+
+def _publisher(url: str) -> mqtt.Client:
     target = MqttTarget(url)
     client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"pub-{uuid.uuid4().hex[:8]}", protocol=mqtt.MQTTv5
+        CallbackAPIVersion.VERSION2,
+        client_id=f"pub-{uuid.uuid4().hex[:8]}",
+        protocol=_protocol(target),
     )
     client.connect(target.host, target.port)
     client.loop_start()
@@ -65,26 +72,26 @@ def test_messages_with_and_without_v5_properties_are_stored(
     settings: Settings, db_url: str, db: psycopg.Connection[Row]
 ) -> None:
     """The tuned client decodes a property-less QoS 1 PUBLISH itself and leaves the rest
-    (properties, QoS 0) to paho; every kind must be stored."""
+    (properties — MQTT v5 only —, QoS 0) to paho; every kind the broker carries is stored."""
     register_device(db, DEVICE, "acme", 5, actor="test")
     assert settings.mqtt_url is not None
-    if not MqttTarget(settings.mqtt_url).mqtt_v5:
-        pytest.skip("the broker speaks MQTT 3.1.1 only")
+    v5 = MqttTarget(settings.mqtt_url).mqtt_v5
     pool = create_pool(db_url, name="tuned")
     consumer = IngestConsumer(settings, pool, client_id=f"ingest-{uuid.uuid4().hex[:8]}")
     consumer.start()
-    publisher = _v5_publisher(settings.mqtt_url)
+    publisher = _publisher(settings.mqtt_url)
     topic = f"{settings.topic_prefix}/acme/{DEVICE}/telemetry"
     payloads = reading_payloads(DEVICE, 4)
+    properties = None
+    if v5:
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.MessageExpiryInterval = 3600
+        properties.UserProperty = [("firmware", "2.1")]
     try:
         assert consumer.subscribed.wait(15), "ingest never subscribed"
-        with_properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        with_properties.MessageExpiryInterval = 3600
-        with_properties.UserProperty = [("firmware", "2.1")]
         publisher.publish(topic, payloads[0], qos=1).wait_for_publish(10)
-        publisher.publish(topic, payloads[1], qos=1, properties=with_properties).wait_for_publish(
-            10
-        )
+        # With properties on MQTT v5; MQTT 3.1.1 has none, so a plain QoS 1 message there.
+        publisher.publish(topic, payloads[1], qos=1, properties=properties).wait_for_publish(10)
         publisher.publish(topic, payloads[2], qos=0).wait_for_publish(10)
         publisher.publish(topic, payloads[3], qos=1).wait_for_publish(10)
         wait_for("all four stored", lambda: _count(db_url) == 4, 30)
@@ -105,8 +112,6 @@ def test_burst_is_stored_once_and_acknowledged(
     acknowledged (the broker has nothing left to redeliver to the same session)."""
     register_device(db, DEVICE, "acme", 5, actor="test")
     assert settings.mqtt_url is not None
-    if not MqttTarget(settings.mqtt_url).mqtt_v5:
-        pytest.skip("resuming the session below speaks MQTT v5")
     client_id = f"ingest-{uuid.uuid4().hex[:8]}"
     pool = create_pool(db_url, name="burst")
     consumer = IngestConsumer(settings, pool, client_id=client_id, batch_size=700)
@@ -125,11 +130,22 @@ def test_burst_is_stored_once_and_acknowledged(
     # Resume the ingest's persistent session: anything not acknowledged would come again.
     target = MqttTarget(settings.mqtt_url)
     redelivered: list[int] = []
-    resumed = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
-    )
-    resumed.on_message = lambda _c, _u, msg: redelivered.append(msg.mid)
-    resumed.connect(target.host, target.port, clean_start=False)
+    if target.mqtt_v5:
+        resumed = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5, manual_ack=True
+        )
+        resumed.on_message = lambda _c, _u, msg: redelivered.append(msg.mid)
+        resumed.connect(target.host, target.port, clean_start=False)
+    else:  # MQTT 3.1.1 names the persistent session at construction
+        resumed = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv311,
+            clean_session=False,
+            manual_ack=True,
+        )
+        resumed.on_message = lambda _c, _u, msg: redelivered.append(msg.mid)
+        resumed.connect(target.host, target.port)
     resumed.loop_start()
     time.sleep(2)
     resumed.disconnect()
