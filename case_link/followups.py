@@ -116,21 +116,15 @@ def sweep_followups(
 def _send(
     conn: psycopg.Connection[Row], settings: Settings, row: Row, step: Step, now: datetime
 ) -> None:
-    link = links.issue_link(
+    reminder = step.action == "remind"
+    link, notification_id = links.send_link(
         conn,
         settings,
         purpose="followup",
         shipment_id=row["shipment_id"],
         physician_id=row["physician_id"],
-        now=now,
-    )
-    reminder = step.action == "remind"
-    notification_id = links.notify_physician(
-        conn,
-        settings,
-        link=link,
         recipient=row["mobile_e164"],
-        body=sms_body(row["shipment_ref"], link.url, reminder),
+        body=lambda url: sms_body(row["shipment_ref"], url, reminder),
         now=now,
     )
     conn.execute(

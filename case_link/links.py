@@ -18,6 +18,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final, Literal
@@ -182,3 +183,30 @@ def notify_physician(
     notification_id = int(row["notification_id"])
     attach_notification(conn, link.link_id, notification_id)
     return notification_id
+
+
+def send_link(
+    conn: psycopg.Connection[Row],
+    settings: Settings,
+    *,
+    purpose: Purpose,
+    shipment_id: int,
+    physician_id: int,
+    recipient: str,
+    body: Callable[[str], str],
+    now: datetime,
+) -> tuple[IssuedLink, int]:
+    """Issue a link and queue the SMS that carries it (``body`` makes the text from the
+    link's URL); the link and the notification id."""
+    link = issue_link(
+        conn,
+        settings,
+        purpose=purpose,
+        shipment_id=shipment_id,
+        physician_id=physician_id,
+        now=now,
+    )
+    notification_id = notify_physician(
+        conn, settings, link=link, recipient=recipient, body=body(link.url), now=now
+    )
+    return link, notification_id

@@ -88,22 +88,7 @@ def request_receipts(
 def _request_one(
     conn: psycopg.Connection[Row], settings: Settings, row: Row, now: datetime
 ) -> None:
-    link = links.issue_link(
-        conn,
-        settings,
-        purpose="receipt",
-        shipment_id=row["shipment_id"],
-        physician_id=row["physician_id"],
-        now=now,
-    )
-    notification_id = links.notify_physician(
-        conn,
-        settings,
-        link=link,
-        recipient=row["mobile_e164"],
-        body=sms_body(row["shipment_ref"], link.url),
-        now=now,
-    )
+    link, notification_id = _send_receipt_link(conn, settings, row, row["shipment_id"], now)
     confirm_by = row["delivered_at"] + timedelta(hours=settings.receipt_confirm_within_hours)
     conn.execute(
         queries.INSERT_RECEIPT_REQUEST,
@@ -122,6 +107,23 @@ def _request_one(
             "link_expires_at": isoformat_utc(link.expires_at),
             "confirm_by": isoformat_utc(confirm_by),
         },
+    )
+
+
+def _send_receipt_link(
+    conn: psycopg.Connection[Row], settings: Settings, row: Row, shipment_id: int, now: datetime
+) -> tuple[links.IssuedLink, int]:
+    """A receipt link for the physician of ``row`` (physician_id, mobile_e164,
+    shipment_ref) and the SMS that carries it."""
+    return links.send_link(
+        conn,
+        settings,
+        purpose="receipt",
+        shipment_id=shipment_id,
+        physician_id=row["physician_id"],
+        recipient=row["mobile_e164"],
+        body=lambda url: sms_body(row["shipment_ref"], url),
+        now=now,
     )
 
 
@@ -163,22 +165,7 @@ def resend_receipt_link(
             queries.REVOKE_OPEN_LINKS,
             {"shipment_id": shipment_id, "purpose": "receipt", "now": now},
         ).fetchall()
-        link = links.issue_link(
-            conn,
-            settings,
-            purpose="receipt",
-            shipment_id=shipment_id,
-            physician_id=row["physician_id"],
-            now=now,
-        )
-        notification_id = links.notify_physician(
-            conn,
-            settings,
-            link=link,
-            recipient=row["mobile_e164"],
-            body=sms_body(row["shipment_ref"], link.url),
-            now=now,
-        )
+        link, notification_id = _send_receipt_link(conn, settings, row, shipment_id, now)
         conn.execute(queries.RESENT_RECEIPT_REQUEST, (row["physician_id"], shipment_id))
         revoked_ids = [int(r["link_id"]) for r in revoked]
         audit.record(

@@ -24,7 +24,7 @@ from core.accounts import StaffUser
 from core.clock import Clock
 from core.db import Row
 from core.severity import Severity
-from dashboard import actions, livemap, queries
+from dashboard import actions, livemap, queries, shipment
 from dashboard.auth import current_user
 from dashboard.formatting import both_times, minutes_ago, utc_time
 from dashboard.overview import SEVERITY_COLOUR, severity_badge
@@ -34,24 +34,8 @@ from dashboard.silence_form import register as silence_form_register
 BUTTON_TYPE = "board-action"
 
 
-def _buttons(row: Row, allowed: frozenset[str]) -> list[Any]:
-    buttons = []
-    for action, label, colour, states in (
-        ("ack", "Acknowledge", "warning", ("triggered",)),
-        ("resolve", "Resolve", "success", ("triggered", "acknowledged")),
-    ):
-        if action in allowed and row["state"] in states:
-            buttons.append(
-                dbc.Button(
-                    label,
-                    id={"type": BUTTON_TYPE, "action": action, "alert_id": row["alert_id"]},
-                    color=colour,
-                    size="sm",
-                    outline=True,
-                    className=f"ms-2 board-{action}",
-                )
-            )
-    return buttons
+def board_buttons(row: Row, allowed: frozenset[str]) -> list[Any]:
+    return shipment.alert_buttons(row, allowed, button_type=BUTTON_TYPE, prefix="board")
 
 
 def history_table(pages: list[Row]) -> Any:
@@ -120,7 +104,9 @@ def alert_card(row: Row, pages: list[Row], allowed: frozenset[str], now: datetim
                         html.Small(
                             f"open {minutes_ago(row['triggered_at'], now)}", className="text-muted"
                         ),
-                        *_buttons(row, allowed),
+                        *shipment.alert_buttons(
+                            row, allowed, button_type=BUTTON_TYPE, prefix="board"
+                        ),
                     ],
                     className="d-flex flex-wrap align-items-center",
                 ),

@@ -133,7 +133,12 @@ def temperature_figure(
     return figure
 
 
-def _alert_buttons(row: Row, allowed: frozenset[str]) -> list[Any]:
+def alert_buttons(
+    row: Row, allowed: frozenset[str], *, button_type: str = "alert-action", prefix: str = "alert"
+) -> list[Any]:
+    """Acknowledge/resolve buttons the alert's state and the signed-in role allow (a display
+    convenience: the callback checks the role again). ``button_type`` is the pattern-matching
+    id type its page's callback listens to; ``prefix`` names the buttons' classes."""
     buttons = []
     for action, label, colour, states in (
         ("ack", "Acknowledge", "warning", ("triggered",)),
@@ -143,11 +148,11 @@ def _alert_buttons(row: Row, allowed: frozenset[str]) -> list[Any]:
             buttons.append(
                 dbc.Button(
                     label,
-                    id={"type": "alert-action", "action": action, "alert_id": row["alert_id"]},
+                    id={"type": button_type, "action": action, "alert_id": row["alert_id"]},
                     color=colour,
                     size="sm",
                     outline=True,
-                    className=f"ms-2 alert-{action}",
+                    className=f"ms-2 {prefix}-{action}",
                 )
             )
     return buttons
@@ -173,7 +178,7 @@ def alerts_list(rows: list[Row], allowed: frozenset[str] = frozenset()) -> Any:
                         if row.get("acknowledged_by")
                         else []
                     ),
-                    *_alert_buttons(row, allowed),
+                    *alert_buttons(row, allowed),
                 ],
                 id=f"alert-{row['alert_id']}",
                 className=f"shipment-alert state-{row['state']}",
