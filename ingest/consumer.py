@@ -44,10 +44,13 @@ log = logging.getLogger(__name__)
 # next one fills from the same window, so it is twice the batch size. Mosquitto's
 # default of 20 would stall a consumer that acknowledges only after a batch commits; for
 # MQTT 3.1.1 the broker's max_inflight_messages is the window (deploy/mosquitto/*.conf).
-RECEIVE_MAXIMUM = 10_000
-# Each batch is one commit (a WAL flush) and one device_latest upsert; big batches spread
-# those over many readings. The reading bound keeps the memory of batch uploads in check.
-BATCH_SIZE = 5_000
+RECEIVE_MAXIMUM = 40_000
+# Each batch is one commit (a WAL flush of everything it wrote) and one device_latest
+# upsert; big batches spread those over many readings (measured: 20,000-message batches
+# store one-reading messages about 1.5 times as fast as 5,000-message ones). A batch
+# also closes once its first message has waited ``max_wait_s``, so the size bound only
+# matters under a heavy load. The reading bound keeps the memory of batch uploads in check.
+BATCH_SIZE = 20_000
 MAX_BATCH_READINGS = 25_000
 SESSION_EXPIRY_S = 7 * 24 * 3600  # the broker keeps our queue for a week of downtime
 _PUBACK = struct.Struct("!BBH")

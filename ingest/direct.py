@@ -4,11 +4,18 @@ Staging the rows and inserting them with ``ON CONFLICT`` costs the database abou
 what a plain COPY does. Almost every batch holds only new readings (duplicates come from
 redeliveries after a restart and from loggers resending), so the writer first COPYs the
 batch into ``readings`` inside a savepoint. The primary key (device_id, ts) still decides:
-if any key of the batch is already stored, or is being stored by another writer, the COPY
-fails with a unique violation, the savepoint is rolled back, nothing of it remains, and
-the batch takes the staging path, which tells duplicates from conflicts. A COPY stores
-all rows or none, so what the staging statement derives from "the rows inserted"
-(device_latest, shipments due for evaluation, the NOTIFY) is computed here from the batch.
+if any key of the batch is already stored, repeated within the batch, or being stored by
+another writer, the COPY fails with a unique violation, the savepoint is rolled back,
+nothing of it remains, and the batch takes the staging path, which tells duplicates from
+conflicts. A COPY stores all rows or none, so what the staging statement derives from
+"the rows inserted" (device_latest, shipments due for evaluation, the NOTIFY) is computed
+here from the batch.
+
+The work is split by thread. As each message is parsed (the MQTT client's network thread),
+its readings become complete ``readings`` rows, grouped by sender (``append_rows``); only
+the shipment, which needs the database, is left blank. The writer then streams the rows
+to the server device by device, filling in the shipment as it goes, so its own per-row
+work overlaps the server's storing of the rows already sent.
 """
 
 from __future__ import annotations
@@ -23,39 +30,57 @@ import psycopg
 from core.db import Row
 from ingest import queries
 
-# Positions in a staging row (queries.STAGING_TYPES) and in a readings row, which appends
-# the shipment and the clock-ahead flag.
-DEVICE, TS, TEMP_C, LAT, LON, BATTERY, STATUS, RECV_TS, SHIPMENT = 0, 1, 3, 5, 6, 7, 10, 11, 12
-_KEY = itemgetter(DEVICE, TS)
+# Positions in a readings row (queries.READINGS_TYPES): the reading's fields in
+# READING_FIELDS order, then the receipt time, the clock-ahead flag and the shipment.
+DEVICE, TS, TEMP_C, LAT, LON, BATTERY, STATUS, RECV_TS, SHIPMENT = 0, 1, 3, 5, 6, 7, 10, 11, 13
+_TS = itemgetter(TS)
 
+ReadingsRow = tuple[Any, ...]
 Assignment = tuple[datetime, datetime | None, int]  # assigned_from, assigned_until, shipment
 
 
-def copy_new_readings(
-    conn: psycopg.Connection[Row],
-    rows: list[tuple[Any, ...]],
-    device_ids: Iterable[str],
+def append_rows(
+    rows: list[ReadingsRow],
+    readings: Iterable[tuple[Any, ...]],
+    received_at: datetime,
     clock_ahead_tolerance: timedelta,
-) -> bool:
-    """Store every row (staging layout) with one COPY; False, with nothing stored, if any
-    key already exists. Must run inside the caller's transaction."""
+) -> None:
+    """Append one message's readings as ``readings`` rows with no shipment yet."""
+    ahead = received_at + clock_ahead_tolerance
+    for reading in readings:
+        rows.append((*reading, received_at, reading[TS] > ahead, None))
+
+
+def copy_new_readings(
+    conn: psycopg.Connection[Row], rows_by_device: dict[str, list[ReadingsRow]]
+) -> int | None:
+    """Store every row with one COPY and return how many; None, with nothing stored, if
+    any key already exists or repeats. Must run inside the caller's transaction.
+
+    Sorts each device's list in place by device time."""
     assignments = assignments_by_device(
-        conn.execute(queries.ASSIGNMENTS, {"device_ids": sorted(device_ids)}).fetchall()
+        conn.execute(queries.ASSIGNMENTS, {"device_ids": sorted(rows_by_device)}).fetchall()
     )
-    # Key order: index-friendly, and the order every writer uses for the same keys.
-    full = readings_rows(sorted(rows, key=_KEY), assignments, clock_ahead_tolerance)
+    after = AfterCopy()
     try:
         with conn.transaction(), conn.cursor().copy(queries.COPY_READINGS) as copy:
             copy.set_types(queries.READINGS_TYPES)
             write_row = copy.write_row
-            for row in full:
-                write_row(row)
-            # Computed while the server is still storing the rows sent last.
-            after = after_copy_params(full)
+            # Key order: index-friendly, and the order every writer uses for the same keys,
+            # so writers that meet on a key wait for each other instead of deadlocking.
+            for device in sorted(rows_by_device):
+                rows = rows_by_device[device]
+                rows.sort(key=_TS)  # stable; loggers send in order, so usually one pass
+                spans = assignments.get(device)
+                if spans:
+                    rows = with_shipments(rows, spans)
+                for row in rows:
+                    write_row(row)
+                after.add(device, rows, assigned=bool(spans))
     except psycopg.errors.UniqueViolation:
-        return False
-    conn.execute(queries.AFTER_COPY, after).fetchone()
-    return True
+        return None
+    after.write(conn)
+    return after.stored
 
 
 def assignments_by_device(rows: list[Row]) -> dict[str, list[Assignment]]:
@@ -78,56 +103,69 @@ def shipment_at(spans: list[Assignment], ts: datetime) -> int | None:
     return None
 
 
-def readings_rows(
-    rows: list[tuple[Any, ...]],
-    assignments: dict[str, list[Assignment]],
-    clock_ahead_tolerance: timedelta,
-) -> list[tuple[Any, ...]]:
-    """Staging rows with the shipment and the clock-ahead flag appended."""
-    out = []
-    for row in rows:
-        spans = assignments.get(row[DEVICE])
-        shipment = shipment_at(spans, row[TS]) if spans else None
-        out.append((*row, shipment, row[TS] > row[RECV_TS] + clock_ahead_tolerance))
-    return out
+def with_shipments(rows: list[ReadingsRow], spans: list[Assignment]) -> list[ReadingsRow]:
+    """One device's rows, each with the shipment that had the device at its time."""
+    return [(*row[:SHIPMENT], shipment_at(spans, row[TS])) for row in rows]
 
 
-def after_copy_params(rows: list[tuple[Any, ...]]) -> dict[str, Any]:
-    """device_latest values, shipments due and the NOTIFY payload for rows just stored.
+class AfterCopy:
+    """What the staging statement derives from the rows it inserted, gathered per device
+    from rows the COPY stored: device_latest, shipments due for evaluation, the NOTIFY."""
 
-    ``rows`` are readings rows in key order. As in the staging statement: per device the
-    newest reading, and the newest usable GPS fix ((0, 0) is what loggers report after a
-    reboot); per shipment the earliest reading.
-    """
-    latest: dict[str, tuple[Any, ...]] = {}
-    fixes: dict[str, tuple[Any, ...]] = {}
-    due: dict[int, datetime] = {}
-    for row in rows:
-        device = row[DEVICE]
-        latest[device] = row
-        lat, lon = row[LAT], row[LON]
-        if lat is not None and lon is not None and (lat != 0 or lon != 0):
-            fixes[device] = row
-        shipment = row[SHIPMENT]
-        if shipment is not None:
-            first = due.get(shipment)
-            if first is None or row[TS] < first:
+    __slots__ = ("due", "latest", "stored")
+
+    def __init__(self) -> None:
+        self.latest: list[tuple[Any, ...]] = []  # queries.LATEST_TYPES, device order
+        self.due: dict[int, datetime] = {}  # shipment -> its earliest reading in the batch
+        self.stored = 0
+
+    def add(self, device: str, rows: list[ReadingsRow], *, assigned: bool) -> None:
+        """``rows``: one device's rows, in device-time order; ``assigned``: whether the
+        device has any shipment assignment (else no row has a shipment)."""
+        self.stored += len(rows)
+        newest = rows[-1]
+        # The newest usable GPS fix; (0, 0) is what loggers report after a reboot.
+        fix: ReadingsRow | None = None
+        for row in reversed(rows):
+            lat, lon = row[LAT], row[LON]
+            if lat is not None and lon is not None and (lat != 0 or lon != 0):
+                fix = row
+                break
+        self.latest.append(
+            (
+                device,
+                newest[TS],
+                newest[RECV_TS],
+                newest[TEMP_C],
+                newest[STATUS],
+                newest[BATTERY],
+                fix[LAT] if fix else None,
+                fix[LON] if fix else None,
+                fix[TS] if fix else None,
+                newest[SHIPMENT],
+            )
+        )
+        if not assigned:
+            return
+        due = self.due
+        for row in rows:
+            shipment = row[SHIPMENT]
+            if shipment is not None and (shipment not in due or row[TS] < due[shipment]):
                 due[shipment] = row[TS]
-    devices = sorted(latest)  # device order, as every writer upserts device_latest
-    newest = [latest[d] for d in devices]
-    fix = [fixes.get(d) for d in devices]
-    return {
-        "device_id": devices,
-        "ts": [r[TS] for r in newest],
-        "recv_ts": [r[RECV_TS] for r in newest],
-        "temp_c": [r[TEMP_C] for r in newest],
-        "status": [r[STATUS] for r in newest],
-        "battery_pct": [r[BATTERY] for r in newest],
-        "lat": [f[LAT] if f else None for f in fix],
-        "lon": [f[LON] if f else None for f in fix],
-        "position_ts": [f[TS] if f else None for f in fix],
-        "shipment_id": [r[SHIPMENT] for r in newest],
-        "due_shipment_id": list(due),
-        "due_ts": list(due.values()),
-        "stored": str(len(rows)),
-    }
+
+    def write(self, conn: psycopg.Connection[Row]) -> None:
+        # A binary COPY of one row per device: encoding the same values as array
+        # parameters costs the writer several times more.
+        conn.execute(queries.CREATE_LATEST_STAGING)
+        with conn.cursor().copy(queries.COPY_LATEST_STAGING) as copy:
+            copy.set_types(queries.LATEST_TYPES)
+            for row in self.latest:
+                copy.write_row(row)
+        conn.execute(
+            queries.AFTER_COPY,
+            {
+                "due_shipment_id": list(self.due),
+                "due_ts": list(self.due.values()),
+                "stored": str(self.stored),
+            },
+        ).fetchone()

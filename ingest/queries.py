@@ -147,21 +147,35 @@ WHERE device_id = ANY(%(device_ids)s)
 
 COPY_READINGS: Final = (
     "COPY readings (device_id, ts, seq, temp_c, rh_pct, lat, lon, battery_pct, light_lux, "
-    "shock_g, status, recv_ts, shipment_id, clock_ahead) FROM STDIN (FORMAT BINARY)"
+    "shock_g, status, recv_ts, clock_ahead, shipment_id) FROM STDIN (FORMAT BINARY)"
 )
-READINGS_TYPES: Final = (*STAGING_TYPES, "int8", "bool")
+READINGS_TYPES: Final = (*STAGING_TYPES, "bool", "int8")
+
+# One row per device of a batch the direct path stored: its newest reading and newest fix.
+CREATE_LATEST_STAGING: Final = """
+CREATE TEMP TABLE IF NOT EXISTS device_latest_staging (
+    device_id text, ts timestamptz, recv_ts timestamptz, temp_c double precision,
+    status text, battery_pct double precision, lat double precision, lon double precision,
+    position_ts timestamptz, shipment_id bigint
+) ON COMMIT DELETE ROWS
+"""
+COPY_LATEST_STAGING: Final = (
+    "COPY device_latest_staging (device_id, ts, recv_ts, temp_c, status, battery_pct, lat, lon, "
+    "position_ts, shipment_id) FROM STDIN (FORMAT BINARY)"
+)
+LATEST_TYPES: Final = (
+    "text", "timestamptz", "timestamptz", "float8", "text", "float8", "float8", "float8",
+    "timestamptz", "int8",
+)  # fmt: skip
 
 # What INSERT_READINGS does after its insert, from per-device and per-shipment values the
-# writer computed from rows it knows were all inserted; rows in device order, like there.
+# writer computed from rows it knows were all inserted; devices in order, like there.
 AFTER_COPY: Final = (
     """
 WITH latest AS (
     INSERT INTO device_latest AS dl (device_id, ts, recv_ts, temp_c, status, battery_pct,
                                      lat, lon, position_ts, shipment_id)
-    SELECT * FROM unnest(%(device_id)s::text[], %(ts)s::timestamptz[],
-                         %(recv_ts)s::timestamptz[], %(temp_c)s::float8[], %(status)s::text[],
-                         %(battery_pct)s::float8[], %(lat)s::float8[], %(lon)s::float8[],
-                         %(position_ts)s::timestamptz[], %(shipment_id)s::int8[])
+    SELECT * FROM device_latest_staging ORDER BY device_id
     """
     + _LATEST_ON_CONFLICT
     + """

@@ -1,11 +1,11 @@
 """The ingest writer: validate, store each reading exactly once, record refusals.
 
-``prepare_batch`` parses and validates (no database); ``write_batch`` stores a prepared
-batch in one transaction: the direct COPY into readings when every key is new
-(ingest/direct.py), otherwise staging with COPY and an idempotent insert that sorts
-collisions into duplicates and conflicts. ``store_batch`` does both. Whatever
-``write_batch`` returns has been committed, so the MQTT consumer may acknowledge every
-message of the batch afterwards.
+``prepare_batch`` parses and validates (no database) and lays out the readings as rows;
+``write_batch`` stores a prepared batch in one transaction: the direct COPY into readings
+when every key is new (ingest/direct.py), otherwise staging with COPY and an idempotent
+insert that sorts collisions into duplicates and conflicts. ``store_batch`` does both.
+Whatever ``write_batch`` returns has been committed, so the MQTT consumer may acknowledge
+every message of the batch afterwards.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from psycopg.types.json import Jsonb
 
 from core.db import Row
 from ingest import queries
-from ingest.direct import copy_new_readings
+from ingest.direct import ReadingsRow, append_rows, copy_new_readings
 from ingest.models import Reading
 from ingest.parser import PayloadError, parse_payload, parse_topic
 
@@ -52,8 +52,13 @@ class BatchResult:
     rejections: list[tuple[int, str]] = field(default_factory=list)  # (message index, reason)
 
 
+Sender = tuple[str, str | None]  # (device_id, carrier): who a message says it is from
+
+
 @dataclass(slots=True)
 class _Accepted:
+    """The staging path's view of the admitted messages: first value of each key kept."""
+
     rows: list[tuple[Any, ...]] = field(default_factory=list)  # staging rows
     keys: dict[tuple[str, datetime], Reading] = field(default_factory=dict)
     device_ids: set[str] = field(default_factory=set)
@@ -82,6 +87,9 @@ class PreparedBatch:
     parsed: list[ParsedMessage] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)  # (message index, reason)
     readings: int = 0  # in the parsed messages
+    # The parsed readings as complete readings rows (ingest/direct.py), by sender in
+    # arrival order, for the direct COPY; whether each sender may send is decided later.
+    rows: dict[Sender, list[ReadingsRow]] = field(default_factory=dict)
 
     def add(self, message: IncomingMessage, topic_prefix: str) -> None:
         index = len(self.messages)
@@ -92,7 +100,13 @@ class PreparedBatch:
             self.refused.append((index, str(exc)))
             return
         self.parsed.append(parsed)
-        self.readings += len(parsed.readings)
+        readings = parsed.readings
+        self.readings += len(readings)
+        sender = (readings[0].device_id, parsed.carrier)
+        rows = self.rows.get(sender)
+        if rows is None:
+            rows = self.rows[sender] = []
+        append_rows(rows, readings, message.received_at, CLOCK_AHEAD_TOLERANCE)
 
 
 def prepare_batch(messages: list[IncomingMessage], topic_prefix: str) -> PreparedBatch:
@@ -115,10 +129,13 @@ def write_batch(conn: psycopg.Connection[Row], batch: PreparedBatch) -> BatchRes
     with conn.transaction():
         for index, reason in batch.refused:
             _reject(conn, result, index, batch.messages[index], None, reason)
-        accepted = _check_devices(conn, result, batch.parsed)
-        result.duplicates += accepted.exact_duplicates
-        if accepted.rows:
-            _insert(conn, result, accepted)
+        admitted = _admit(conn, result, batch)
+        if admitted:
+            stored = copy_new_readings(conn, _rows_by_device(batch, admitted))
+            if stored is not None:
+                result.stored = stored
+            else:
+                _stage_and_insert(conn, result, _accepted(batch.parsed, admitted))
     return result
 
 
@@ -130,33 +147,54 @@ def _parse(index: int, message: IncomingMessage, topic_prefix: str) -> ParsedMes
     return ParsedMessage(index, message, message.carrier, parse_payload(message.payload))
 
 
-def _check_devices(
-    conn: psycopg.Connection[Row], result: BatchResult, parsed: list[ParsedMessage]
-) -> _Accepted:
-    accepted = _Accepted()
-    if not parsed:
-        return accepted
-    device_ids = sorted({p.readings[0].device_id for p in parsed})
+def _admit(conn: psycopg.Connection[Row], result: BatchResult, batch: PreparedBatch) -> set[Sender]:
+    """The senders that may send; every message of any other sender is refused.
+
+    A batch holds many messages of the same few loggers: this is decided once per
+    (device, carrier), not per message."""
+    if not batch.rows:
+        return set()
+    device_ids = sorted({device_id for device_id, _carrier in batch.rows})
     known = {
         row["device_id"]: row for row in conn.execute(queries.DEVICES, {"device_ids": device_ids})
     }
-    # A batch holds many messages of the same few loggers: decide once per (device, carrier).
-    verdicts: dict[tuple[str, str | None], str | None] = {}
+    refusals = {
+        sender: refusal
+        for sender in batch.rows
+        if (refusal := _refusal(known.get(sender[0]), *sender)) is not None
+    }
+    if refusals:
+        for item in batch.parsed:  # in message order
+            sender = (item.readings[0].device_id, item.carrier)
+            if sender in refusals:
+                _reject(conn, result, item.number, item.message, sender[0], refusals[sender])
+    return set(batch.rows) - refusals.keys()
+
+
+def _rows_by_device(batch: PreparedBatch, admitted: set[Sender]) -> dict[str, list[ReadingsRow]]:
+    out: dict[str, list[ReadingsRow]] = {}
+    for sender, rows in batch.rows.items():
+        if sender in admitted:
+            device_id = sender[0]
+            if device_id in out:  # the same device under two admitted carriers
+                out[device_id] = out[device_id] + rows
+            else:
+                out[device_id] = rows
+    return out
+
+
+def _accepted(parsed: list[ParsedMessage], admitted: set[Sender]) -> _Accepted:
+    """The admitted messages' readings for the staging path: each key's first value as a
+    staging row; exact repeats counted, different values under a key kept as conflicts."""
+    accepted = _Accepted()
     keys, rows = accepted.keys, accepted.rows
     for item in parsed:
-        index, message, carrier, readings = item
+        readings = item.readings
         device_id = readings[0].device_id
-        sender = (device_id, carrier)
-        if sender in verdicts:
-            refusal = verdicts[sender]
-        else:
-            refusal = verdicts[sender] = _refusal(known.get(device_id), device_id, carrier)
-            if refusal is None:
-                accepted.device_ids.add(device_id)
-        if refusal is not None:
-            _reject(conn, result, index, message, device_id, refusal)
+        if (device_id, item.carrier) not in admitted:
             continue
-        received_at = message.received_at
+        accepted.device_ids.add(device_id)
+        received_at = item.message.received_at
         for reading in readings:
             key = (device_id, reading[1])  # (device_id, ts)
             first = keys.get(key)
@@ -179,14 +217,6 @@ def _refusal(device: Row | None, device_id: str, carrier: str | None) -> str | N
     if carrier is not None and carrier != device["carrier"]:
         return f"device {device_id} belongs to carrier {device['carrier']}, not {carrier}"
     return None
-
-
-def _insert(conn: psycopg.Connection[Row], result: BatchResult, accepted: _Accepted) -> None:
-    if copy_new_readings(conn, accepted.rows, accepted.device_ids, CLOCK_AHEAD_TOLERANCE):
-        result.stored = len(accepted.rows)
-        _record_in_batch_conflicts(conn, result, accepted)
-        return
-    _stage_and_insert(conn, result, accepted)
 
 
 def _record_in_batch_conflicts(
@@ -229,7 +259,7 @@ def _stage_and_insert(
         collided = int(conflicts["conflicts"])
     result.stored = stored
     result.conflicts = collided
-    result.duplicates += len(accepted.rows) - stored - collided
+    result.duplicates += accepted.exact_duplicates + len(accepted.rows) - stored - collided
     _record_in_batch_conflicts(conn, result, accepted)
 
 

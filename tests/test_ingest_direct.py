@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from ingest.direct import after_copy_params, assignments_by_device, readings_rows, shipment_at
+from ingest.direct import (
+    RECV_TS,
+    SHIPMENT,
+    AfterCopy,
+    append_rows,
+    assignments_by_device,
+    shipment_at,
+    with_shipments,
+)
+from ingest.models import Reading
 from tests.factories import T0
 
 H = timedelta(hours=1)
@@ -29,32 +38,53 @@ def test_shipment_at_honours_open_and_closed_assignments() -> None:
     assert shipment_at(spans, T0 + 5 * H) == 2
 
 
-def test_after_copy_values_match_the_staging_statement() -> None:
-    def row(
-        device: str, minutes: int, temp: float, lat: float | None, lon: float | None
-    ) -> tuple[Any, ...]:
-        ts = T0 + timedelta(minutes=minutes)
-        return (device, ts, None, temp, None, lat, lon, 80.0, None, None, "ok", T0)
-
-    assignments = assignments_by_device(
-        [{"device_id": "L2", "shipment_id": 9, "assigned_from": T0, "assigned_until": None}]
-    )
-    rows = readings_rows(
+def test_rows_carry_receipt_and_clock_ahead_and_get_their_shipment() -> None:
+    rows: list[Any] = []
+    readings = [
+        Reading("L2", T0 + timedelta(minutes=3), 1, 6.0),
+        Reading("L2", T0 + timedelta(minutes=9), 2, 6.5),  # 9 min ahead of receipt
+    ]
+    append_rows(rows, readings, T0, timedelta(minutes=5))
+    assert [(r[RECV_TS], r[-2], r[SHIPMENT]) for r in rows] == [(T0, False, None), (T0, True, None)]
+    spans = assignments_by_device(
         [
-            row("L1", 0, 4.0, 10.0, 20.0),
-            row("L1", 5, 4.5, 0.0, 0.0),  # a reboot's (0, 0) is not a fix
-            row("L2", 3, 6.0, None, None),
-            row("L2", 9, 6.5, None, None),
-        ],
-        assignments,
-        timedelta(minutes=5),
+            {
+                "device_id": "L2",
+                "shipment_id": 9,
+                "assigned_from": T0 + H / 60 * 5,
+                "assigned_until": None,
+            }
+        ]
+    )["L2"]
+    assert [r[SHIPMENT] for r in with_shipments(rows, spans)] == [None, 9]
+
+
+def test_after_copy_values_match_the_staging_statement() -> None:
+    def rows(device: str, *readings: tuple[int, float, float | None, float | None]) -> list[Any]:
+        out: list[Any] = []
+        for minutes, temp, lat, lon in readings:
+            ts = T0 + timedelta(minutes=minutes)
+            append_rows(out, [Reading(device, ts, None, temp, None, lat, lon, 80.0)], T0, H)
+        return out
+
+    spans = assignments_by_device(
+        [{"device_id": "L2", "shipment_id": 9, "assigned_from": T0, "assigned_until": None}]
+    )["L2"]
+    after = AfterCopy()
+    # A reboot's (0, 0) is not a fix: the newest usable one is kept.
+    after.add("L1", rows("L1", (0, 4.0, 10.0, 20.0), (5, 4.5, 0.0, 0.0)), assigned=False)
+    after.add(
+        "L2",
+        with_shipments(rows("L2", (3, 6.0, None, None), (9, 6.5, None, None)), spans),
+        assigned=True,
     )
-    params = after_copy_params(rows)
-    assert params["device_id"] == ["L1", "L2"]
-    assert params["temp_c"] == [4.5, 6.5]
-    assert (params["lat"], params["lon"]) == ([10.0, None], [20.0, None])
-    assert params["position_ts"] == [T0, None]
-    assert params["shipment_id"] == [None, 9]
-    assert (params["due_shipment_id"], params["due_ts"]) == ([9], [T0 + timedelta(minutes=3)])
-    assert params["stored"] == "4"
-    assert [r[-1] for r in rows] == [False, False, False, True]  # 9 min ahead of receipt
+    device, ts, recv_ts, temp, status, battery, lat, lon, position_ts, shipment = zip(
+        *after.latest, strict=True
+    )
+    assert device == ("L1", "L2")
+    assert temp == (4.5, 6.5)
+    assert ts == (T0 + timedelta(minutes=5), T0 + timedelta(minutes=9))
+    assert (lat, lon, position_ts) == ((10.0, None), (20.0, None), (T0, None))
+    assert shipment == (None, 9)
+    assert after.due == {9: T0 + timedelta(minutes=3)}
+    assert after.stored == 4

@@ -205,9 +205,7 @@ def test_direct_copy_and_general_path_store_the_same(db: psycopg.Connection[Row]
         message(PREFIX, reading("LOG-001", 30, 4.6, lat=0.0, lon=0.0)),  # reboot: no fix
         message(PREFIX, reading("LOG-002", -5, 2.0)),  # before its assignment
         message(PREFIX, reading("LOG-002", 15, None, status="sensor_error")),
-        message(PREFIX, reading("LOG-002", 15, 7.7)),  # same key, other value: conflict
         message(PREFIX, reading("LOG-002", 60 * 24 * 3, 5.0)),  # clock ahead of receipt
-        message(PREFIX, reading("LOG-001", 20, 4.5, lat=35.1, lon=-90.0, battery_pct=90)),
     ]
     outcomes = []
     snapshots = []
@@ -216,7 +214,9 @@ def test_direct_copy_and_general_path_store_the_same(db: psycopg.Connection[Row]
             result = store_batch(db, batch + extra, PREFIX)
             outcomes.append((result.stored, result.duplicates, result.conflicts))
             snapshots.append(_snapshot(db))
-    assert outcomes == [(6, 1, 1), (6, 2, 1)]
+            staged = db.execute("SELECT to_regclass('pg_temp.readings_staging') AS t").fetchone()
+            assert staged is not None and (staged["t"] is not None) == bool(extra)
+    assert outcomes == [(6, 0, 0), (6, 1, 0)]
     direct, general = snapshots
     assert direct == general
     latest = {row["device_id"]: row for row in direct["latest"]}
@@ -226,6 +226,27 @@ def test_direct_copy_and_general_path_store_the_same(db: psycopg.Connection[Row]
     assert [(r["device_id"], r["shipment_id"]) for r in ahead] == [("LOG-002", second)]
     assert sum(r["shipment_id"] is None for r in direct["readings"]) == 2  # -30 and -5 min
     assert all(d["evaluate_from"] is not None for d in direct["due"])
+
+
+def test_repeats_within_a_batch_keep_the_first_value(db: psycopg.Connection[Row]) -> None:
+    """Repeated keys make the direct COPY fail; the staging path then keeps the first
+    value, counts the exact repeat and records the other value as a conflict."""
+    shipment_with_logger(db)
+    result = store_batch(
+        db,
+        [
+            message(PREFIX, reading("LOG-001", 5, 4.0)),
+            message(PREFIX, reading("LOG-001", 15, 4.4)),
+            message(PREFIX, reading("LOG-001", 15, 7.7)),
+            message(PREFIX, reading("LOG-001", 5, 4.0)),
+        ],
+        PREFIX,
+    )
+    assert (result.stored, result.duplicates, result.conflicts) == (2, 1, 1)
+    kept = db.execute("SELECT temp_c FROM readings ORDER BY ts").fetchall()
+    assert [r["temp_c"] for r in kept] == [4.0, 4.4]
+    conflict = db.execute("SELECT reading FROM reading_conflicts").fetchone()
+    assert conflict is not None and conflict["reading"]["temp_c"] == 7.7
 
 
 def test_concurrent_writers_store_each_key_once(db_url: str, db: psycopg.Connection[Row]) -> None:
