@@ -28,7 +28,7 @@ from core.db import Row
 from core.errors import StartupError
 from core.settings import Settings
 from ingest import metrics
-from ingest.mqtt_tuning import tune
+from ingest.mqtt_tuning import Delivery, tune
 from ingest.service import (
     IncomingMessage,
     PreparedBatch,
@@ -100,6 +100,7 @@ class IngestConsumer:
         )
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
+        self.client.on_messages = self._receive
         self.client.on_subscribe = self._on_subscribe
         self.client.on_disconnect = self._on_disconnect
 
@@ -138,16 +139,23 @@ class IngestConsumer:
             log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason)})
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        incoming = IncomingMessage(
-            topic=msg.topic, payload=bytes(msg.payload), received_at=self.clock.now()
-        )
+        self._receive([(msg.topic, bytes(msg.payload), msg.mid, msg.qos)])
+
+    def _receive(self, deliveries: list[Delivery]) -> None:
+        """Messages read from the broker together (the tuned client decodes a whole socket
+        read at once): parsed, validated and added to the batch being gathered."""
+        received_at = self.clock.now()
+        prefix = self.settings.topic_prefix
         with self._arrived:
             pending = self._pending
             if not pending.acks:
                 pending.first_at = time.monotonic()
                 self._arrived.notify()
-            pending.batch.add(incoming, self.settings.topic_prefix)
-            pending.acks.append((self._generation, msg.mid, msg.qos))
+            generation = self._generation
+            add, acks = pending.batch.add, pending.acks
+            for topic, payload, mid, qos in deliveries:
+                add(IncomingMessage(topic, payload, received_at), prefix)
+                acks.append((generation, mid, qos))
             if self._full(pending):
                 self._arrived.notify()
 

@@ -4,14 +4,18 @@ paho handles every incoming packet with three ``recv`` system calls (type, lengt
 then a ``select`` and a pass of its housekeeping before the next packet, and looks the
 topic up in its per-topic callback tree although the ingest registers no per-topic
 callbacks. At one reading per message that costs more CPU than validating and storing
-the reading. ``tune`` changes four things and nothing in the protocol:
+the reading. ``tune`` changes five things and nothing in the protocol:
 
 - the socket is read in 64 KiB chunks, and paho takes its packets from that buffer;
 - ``loop_read`` goes on handling packets while complete data is buffered (at most
-  ``READ_BURST`` packets, so outgoing acknowledgements and keep-alives are not delayed);
-- incoming messages go straight to ``on_message``;
-- a PUBLISH without MQTT v5 properties (what Mosquitto forwards from loggers) is decoded
-  without building an empty ``Properties`` object for it, paho's costliest step.
+  ``READ_BURST`` rounds, so outgoing acknowledgements and keep-alives are not delayed);
+- when the application sets ``on_messages`` (and acknowledges by itself), the complete
+  QoS 1 PUBLISH packets without MQTT v5 properties (what Mosquitto forwards from loggers)
+  at the front of the buffer are decoded in one pass and handed over together, one call
+  per socket read instead of paho's packet state machine and a message object for each;
+- other incoming messages go straight to ``on_message``;
+- a PUBLISH without properties that paho reads itself is decoded without building an
+  empty ``Properties`` object for it, paho's costliest step.
 
 This overrides internal methods of paho-mqtt 2.x (``_create_socket``, which paho itself
 uses to wrap TLS and WebSocket transports, ``_handle_publish`` and ``_handle_on_message``)
@@ -25,6 +29,7 @@ from __future__ import annotations
 import logging
 import struct
 import time
+from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -35,6 +40,10 @@ log = logging.getLogger(__name__)
 CHUNK = 65536
 READ_BURST = 1000
 _UINT16 = struct.Struct("!H")
+_QOS1_PUBLISH, _IGNORED_FLAGS = 0x32, 0x09  # PUBLISH with QoS 1; DUP and RETAIN bits
+
+# One received PUBLISH: (topic, payload, packet id, QoS).
+Delivery = tuple[str, bytes, int, int]
 
 
 class _BufferedSocket:
@@ -62,6 +71,14 @@ class _BufferedSocket:
     def buffered(self) -> int:
         return len(self._buffer) - self._offset
 
+    def unread(self) -> tuple[bytes, int]:
+        """The buffered chunk and where its unread part starts."""
+        return self._buffer, self._offset
+
+    def skip_to(self, offset: int) -> None:
+        """Mark the chunk read up to ``offset`` (what ``unread`` reported was decoded)."""
+        self._offset = offset
+
     def pending(self) -> int:
         inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
         return self.buffered() + int(inner)
@@ -75,8 +92,43 @@ class _BufferedSocket:
         return getattr(self._sock, name)
 
 
+def next_publish(buffer: bytes, position: int, v5: bool) -> tuple[Delivery, int] | None:
+    """The QoS 1 PUBLISH without properties that starts at ``position``, and where the
+    next packet starts; None if the packet there is another kind or is not complete."""
+    end = len(buffer)
+    if position >= end or buffer[position] & ~_IGNORED_FLAGS != _QOS1_PUBLISH:
+        return None
+    # Remaining length: 1 to 4 bytes of 7 bits, least significant first.
+    length, shift, index = 0, 0, position + 1
+    while True:
+        if index >= end or shift > 21:
+            return None  # incomplete here, or malformed (paho reports that)
+        byte = buffer[index]
+        index += 1
+        length |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    packet_end = index + length
+    if packet_end > end or length < 2:
+        return None
+    topic_end = index + 2 + ((buffer[index] << 8) | buffer[index + 1])
+    payload_start = topic_end + (3 if v5 else 2)  # packet id, then v5's properties length
+    if topic_end == index + 2 or payload_start > packet_end:
+        return None  # a topic alias (empty topic) or a short packet: paho's to handle
+    if v5 and buffer[topic_end + 2] != 0:
+        return None  # has properties
+    topic = buffer[index + 2 : topic_end].decode("utf-8", "replace")
+    mid = (buffer[topic_end] << 8) | buffer[topic_end + 1]
+    return (topic, buffer[payload_start:packet_end], mid, 1), packet_end
+
+
 class TunedClient(mqtt.Client):
     """paho's Client with buffered reads; see the module docstring."""
+
+    # Receives the messages decoded together from one socket read (see the module
+    # docstring). A class attribute: ``tune`` gives an existing client this class.
+    on_messages: Callable[[list[Delivery]], None] | None = None
 
     def _create_socket(self) -> Any:
         return _BufferedSocket(super()._create_socket())
@@ -89,8 +141,36 @@ class TunedClient(mqtt.Client):
                 break
             if not sock.buffered():
                 break
+            if self._in_packet["command"] == 0 and self._deliver_buffered(sock):
+                continue  # paho is between packets: decode what is buffered here
             rc = super().loop_read(max_packets)
         return rc
+
+    def _deliver_buffered(self, sock: _BufferedSocket) -> bool:
+        """Decode the complete property-less QoS 1 PUBLISH packets at the front of the
+        buffer and hand them to ``on_messages``; False if there was none."""
+        on_messages = self.on_messages
+        if on_messages is None or not self._manual_ack:
+            return False  # paho acknowledges by itself only on its own path
+        buffer, position = sock.unread()
+        v5 = self._protocol == mqtt.MQTTv5
+        deliveries = []
+        while (decoded := next_publish(buffer, position, v5)) is not None:
+            delivery, position = decoded
+            deliveries.append(delivery)
+        if not deliveries:
+            return False
+        sock.skip_to(position)
+        with self._msgtime_mutex:
+            self._last_bytes_received = mqtt.time_func()  # paho's keep-alive clock
+        with self._in_callback_mutex:
+            try:
+                on_messages(deliveries)
+            except Exception:
+                log.exception("on_messages failed")
+                if not self.suppress_exceptions:
+                    raise
+        return True
 
     def _handle_publish(self) -> MQTTErrorCode:
         command: int = self._in_packet["command"]

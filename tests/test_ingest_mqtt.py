@@ -18,7 +18,7 @@ from core.db import Row, connect, create_pool
 from core.settings import MqttTarget, Settings
 from ingest.consumer import IngestConsumer
 from ingest.devices import register_device
-from ingest.mqtt_tuning import _BufferedSocket
+from ingest.mqtt_tuning import _BufferedSocket, next_publish
 from tests.mqtt_tools import reading_payloads
 from tests.test_walking_skeleton import wait_for
 
@@ -48,6 +48,61 @@ def test_buffered_socket_hands_out_what_was_asked() -> None:
         assert wrapped.fileno() == left.fileno()
     finally:
         left.close()
+
+
+def _remaining_length(size: int) -> bytes:
+    out = b""
+    while True:
+        size, digit = divmod(size, 128)
+        out += bytes([digit | (0x80 if size else 0)])
+        if not size:
+            return out
+
+
+def _publish(
+    topic: bytes, mid: int, payload: bytes, properties: bytes | None, first: int = 0x32
+) -> bytes:
+    """A PUBLISH laid out by hand from the MQTT spec (properties None: MQTT 3.1.1)."""
+    body = len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big")
+    if properties is not None:
+        body += bytes([len(properties)]) + properties
+    body += payload
+    return bytes([first]) + _remaining_length(len(body)) + body
+
+
+@pytest.mark.parametrize("v5", [True, False])
+def test_buffered_publishes_are_decoded_in_one_pass(v5: bool) -> None:
+    props = b"" if v5 else None
+    big = b"x" * 20_000  # a three-byte remaining length
+    chunk = (
+        _publish(b"cc/a/L1/telemetry", 7, b'{"t":1}', props)
+        + _publish("cc/a/Lé/telemetry".encode(), 65535, big, props, first=0x3B)  # DUP, RETAIN
+        + _publish(b"cc/a/L1/telemetry", 9, b"", props)
+    )
+    position, decoded = 0, []
+    while (result := next_publish(chunk, position, v5)) is not None:
+        delivery, position = result
+        decoded.append(delivery)
+    assert position == len(chunk)
+    assert decoded == [
+        ("cc/a/L1/telemetry", b'{"t":1}', 7, 1),
+        ("cc/a/Lé/telemetry", big, 65535, 1),
+        ("cc/a/L1/telemetry", b"", 9, 1),
+    ]
+
+
+def test_packets_left_to_paho_are_not_decoded() -> None:
+    whole = _publish(b"cc/a/L1/telemetry", 7, b"{}", b"")
+    for cut in range(len(whole)):  # an incomplete packet waits for the rest
+        assert next_publish(whole[:cut], 0, True) is None
+    user_property = b"\x26\x00\x01k\x00\x01v"
+    assert next_publish(_publish(b"cc/a/L1/telemetry", 7, b"{}", user_property), 0, True) is None
+    assert next_publish(_publish(b"", 7, b"{}", b"\x23\x00\x01"), 0, True) is None  # alias
+    assert next_publish(_publish(b"cc/t", 7, b"{}", b"", first=0x30), 0, True) is None  # QoS 0
+    assert next_publish(_publish(b"cc/t", 7, b"{}", b"", first=0x34), 0, True) is None  # QoS 2
+    assert next_publish(b"\x40\x02\x00\x07", 0, True) is None  # PUBACK
+    assert next_publish(b"\x32\xff\xff\xff\xff\x7f", 0, True) is None  # malformed length
+    assert next_publish(b"\x32\x03\x00\x09a", 0, True) is None  # topic longer than packet
 
 
 def _protocol(target: MqttTarget) -> MQTTProtocolVersion:
