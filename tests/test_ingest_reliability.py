@@ -174,7 +174,13 @@ topics = st.one_of(
 payloads = st.one_of(
     st.binary(max_size=300),
     st.recursive(
-        st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+        st.none()
+        | st.booleans()
+        | st.integers()
+        | st.floats()
+        | st.text(max_size=20)
+        # Timestamps at the calendar's edges: valid RFC 3339, beyond it in UTC.
+        | st.sampled_from(["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-01:00"]),
         lambda inner: (
             st.lists(inner, max_size=4)
             | st.dictionaries(

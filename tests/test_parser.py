@@ -4,12 +4,14 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from ingest.parser import (
     PayloadError,
     _decode,
+    _plain_reading,
+    _reading,
     _readings,
     parse_payload,
     parse_timestamp,
@@ -109,6 +111,14 @@ def test_sensor_error_may_have_null_temperature() -> None:
             ),
             "differs from",
         ),
+        (
+            _payload(device_id="D1", ts="0001-01-01T00:00:00+05:00", temp_c=4),
+            "ts: '0001-01-01T00:00:00\\+05:00' is out of range in UTC",
+        ),
+        (
+            _payload(device_id="D1", ts="9999-12-31T23:59:59-01:00", temp_c=4),
+            "is out of range in UTC",
+        ),
     ],
 )
 def test_invalid_payloads_name_the_problem(payload: bytes, reason: str) -> None:
@@ -192,7 +202,16 @@ _json_values = st.recursive(
 _reading_like = st.fixed_dictionaries(
     {"device_id": st.sampled_from(["D1", "D2", "", 7])},
     optional={
-        "ts": st.sampled_from(["2026-01-01T00:00:00Z", 1_764_065_700_000, 2**65, "x", None]),
+        "ts": st.sampled_from(
+            [
+                "2026-01-01T00:00:00Z",
+                "0001-01-01T00:00:00+05:00",
+                1_764_065_700_000,
+                2**65,
+                "x",
+                None,
+            ]
+        ),
         "temp_c": _json_values | st.floats(-250, 150),
         "seq": _json_values,
         "status": _json_values,
@@ -213,3 +232,84 @@ def test_fast_decoder_agrees_with_the_standard_library(document: object, spaced:
 @given(st.binary(max_size=64))
 def test_fast_decoder_agrees_on_arbitrary_bytes(payload: bytes) -> None:
     assert _fast_outcome(payload) == _stdlib_outcome(payload)
+
+
+def _field(valid: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
+    """Mostly plausible values, sometimes anything JSON can carry."""
+    return st.one_of(*[valid] * 8, _json_values, st.integers(-(2**70), 2**70))
+
+
+_numbers = {
+    name: _field(st.floats(-250, 250_000) | st.integers(-250, 250_000))
+    for name in ("rh_pct", "lat", "lon", "battery_pct", "light_lux", "shock_g")
+}
+_item = st.fixed_dictionaries(
+    {
+        "ts": _field(
+            st.sampled_from(
+                [
+                    "2026-01-01T00:00:00Z",
+                    "2026-01-01T01:00:00+01:00",
+                    "2026-01-01T00:00:00.123456+00:00",
+                    "2026-01-01T00:00:00",  # no offset
+                    "2026-02-30T00:00:00Z",
+                    1_764_065_700_000,
+                ]
+            )
+        ),
+        "temp_c": _field(st.floats(-210, 110) | st.integers(-210, 110)),
+    },
+    optional={
+        "seq": _field(st.integers(-1, 2**64)),
+        "status": _field(st.sampled_from(["ok", "sensor_error", "alarm", "OK"])),
+        **_numbers,
+    },
+)
+
+
+def _verdict(item: dict[str, object]) -> object:
+    try:
+        reading = _reading("D1", item, "")
+    except PayloadError as exc:
+        return str(exc)
+    return reading, [type(value) for value in reading], reading.ts.tzinfo
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_item)
+def test_one_pass_check_agrees_with_the_full_one(item: dict[str, object]) -> None:
+    """``_plain_reading`` may leave a reading to ``_reading`` but never decides it
+    differently: same values, same types, UTC."""
+    plain = _plain_reading("D1", item)
+    if plain is not None:
+        assert _verdict(item) == (plain, [type(value) for value in plain], UTC)
+    note = "taken" if plain is not None else "left"
+    event(f"one-pass check {note}")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.fixed_dictionaries(
+        {
+            "ts": st.datetimes(timezones=st.timezones()).map(datetime.isoformat),
+            "temp_c": st.floats(-200, 100) | st.integers(-200, 100),
+        },
+        optional={
+            "seq": st.integers(0, 2**63 - 1),
+            "lat": st.floats(-90, 90) | st.integers(-90, 90),
+            "battery_pct": st.floats(0, 100) | st.integers(0, 100),
+            "status": st.sampled_from(["ok", "alarm", "door_open"]),
+        },
+    )
+)
+def test_one_pass_check_takes_plausible_readings(item: dict[str, object]) -> None:
+    plain = _plain_reading("D1", item)
+    assert plain is not None and _verdict(item) == (plain, [type(v) for v in plain], UTC)
+
+
+def test_one_pass_check_takes_the_usual_reading() -> None:
+    item = {"ts": "2026-01-01T01:00:00+01:00", "seq": 3, "temp_c": 5, "lat": 40.5, "lon": -73}
+    plain = _plain_reading("D1", item)
+    assert plain is not None and plain == _reading("D1", item, "")
+    assert (plain.ts, plain.temp_c, plain.lon) == (datetime(2026, 1, 1, tzinfo=UTC), 5.0, -73.0)
+    assert _plain_reading("D1", {**item, "temp_c": None, "status": "sensor_error"}) is None
