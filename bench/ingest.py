@@ -1,15 +1,16 @@
 """Ingest throughput: the same readings into the same table five ways (issue 4).
 
-(a) ceiling: `psql \\copy` of the rows (best of three short runs); (b) the baseline most
-people write: a paho `on_message` that INSERTs each row; (c) this ingest end to end through
-Mosquitto at QoS 1, one reading per message, with one process and with two in a shared
-subscription group; (d) the same with 50-reading batch messages; (e) this ingest's writer
-alone, fed batches of validated messages from memory; (e') the same messages raw, parsed
-and validated by one thread (as paho's network thread does) while the writer stores
-them. Each line: readings/s, ratio to (a), CPU seconds per process
-while the line ran (the broker's too when it is local), and a loss check (rows stored =
-unique readings sent). Results are printed as a table and saved to
-bench/results/ingest.json.
+(a) ceiling: `psql \\copy` of the rows; (b) the baseline most people write: a paho
+`on_message` that INSERTs each row; (c) this ingest end to end through Mosquitto at QoS 1,
+one reading per message, with one process and with two in a shared subscription group;
+(d) the same with 50-reading batch messages; (e) this ingest's writer alone
+(``write_batch``), fed batches that were parsed, validated and laid out as rows before the
+clock starts, as paho's network thread does in the consumer while the writer stores the
+previous batch; (e') the same messages raw, parsed by one thread while the writer stores
+them. (a), (e) and (e') take about a second each: each is the best of three runs. Each
+line: readings/s, ratio to (a), CPU seconds per process while the line ran (the broker's
+too when it is local), and a loss check (rows stored = unique readings sent). Results are
+printed as a table and saved to bench/results/ingest.json.
 
 The publisher (bench/ingest_publisher.py) writes pre-encoded MQTT packets from its own
 process so that it costs the shared two cores little; it stays at most MAX_AHEAD messages
@@ -33,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ PER_DEVICE = 2_000  # 200,000 readings for (a), (c), (d), (e)
 BASELINE_READINGS = 20_000  # (b) is slow; its rate is measured on fewer rows
 START = datetime(2026, 1, 1, tzinfo=UTC)
 RESULTS = Path(__file__).parent / "results" / "ingest.json"
-CEILING_RUNS = 3
+SHORT_RUNS = 3  # (a), (e) and (e') take about a second each: the best of three counts
 C_NAME = "(c) this ingest, 1 reading/message"
 D_NAME = "(d) this ingest, 50 readings/message"
 E_NAME = "(e) this ingest's writer, from memory"
@@ -303,11 +304,7 @@ def run() -> None:
                 ).fetchone()
             rows = readings(DEVICES, PER_DEVICE)
             load_before = os.getloadavg()
-            ceilings = []
-            for _ in range(CEILING_RUNS):  # a short run: take the best of a few
-                _reset(db_url)
-                ceilings.append(bench_copy(db_url, rows, folder))
-            lines = [max(ceilings, key=lambda line: line.rate)]
+            lines = [_best(lambda: bench_copy(db_url, rows, folder), db_url)]
             makers: list[Callable[[], Line]] = [
                 lambda: bench_naive(db_url, mqtt_url, rows[:BASELINE_READINGS]),
                 lambda: bench_ingest(db_url, mqtt_url, rows, 1, C_NAME, folder),
@@ -318,9 +315,9 @@ def run() -> None:
                 lambda: bench_ingest(
                     db_url, mqtt_url, rows, 50, D_NAME + ", 2 processes", folder, 2
                 ),
-                lambda: bench_writer(db_url, rows),
-                lambda: bench_writer(db_url, rows, 50, E50_NAME),
-                lambda: bench_parse_and_write(db_url, rows),
+                lambda: _best(lambda: bench_writer(db_url, rows), db_url),
+                lambda: _best(lambda: bench_writer(db_url, rows, 50, E50_NAME), db_url),
+                lambda: _best(lambda: bench_parse_and_write(db_url, rows), db_url),
             ]
             for make in makers:
                 _reset(db_url)
@@ -330,6 +327,19 @@ def run() -> None:
                 stop()
     engine_name = "TimescaleDB " + engine["extversion"] if engine else "PostgreSQL"
     _report(lines, engine_name, (load_before, os.getloadavg()))
+
+
+def _best(make: Callable[[], Line], db_url: str) -> Line:
+    """The fastest of SHORT_RUNS runs of a short line, each into an empty table. A run of
+    about a second is easily slowed by whatever else the two cores are doing; (a) and the
+    from-memory lines it is compared with are measured the same way."""
+    runs = []
+    for _ in range(SHORT_RUNS):
+        _reset(db_url)
+        runs.append(make())
+    best = max(runs, key=lambda line: line.rate)
+    # The loss check of the line must hold in every run, not only in the fastest.
+    return replace(best, stored=min(run.stored for run in runs))
 
 
 def _cpu_model() -> str:
