@@ -139,7 +139,10 @@ class IngestConsumer:
             log.warning("disconnected from broker; reconnecting", extra={"reason": str(reason)})
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._receive([(msg.topic, bytes(msg.payload), msg.mid, msg.qos)])
+        # As the tuned client decodes topics: a topic that is not UTF-8 (which brokers
+        # refuse from publishers anyway) is then refused with a reason, not an exception.
+        topic = msg._topic.decode("utf-8", "replace")
+        self._receive([(topic, bytes(msg.payload), msg.mid, msg.qos)])
 
     def _receive(self, deliveries: list[Delivery]) -> None:
         """Messages read from the broker together (the tuned client decodes a whole socket

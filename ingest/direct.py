@@ -66,8 +66,9 @@ def copy_new_readings(
         with conn.transaction(), conn.cursor().copy(queries.COPY_READINGS) as copy:
             copy.set_types(queries.READINGS_TYPES)
             write_row = copy.write_row
-            # Key order: index-friendly, and the order every writer uses for the same keys,
-            # so writers that meet on a key wait for each other instead of deadlocking.
+            # Key order: index-friendly, and the order every writer uses for the same keys
+            # (Python's code point order is the staging statement's COLLATE "C"), so
+            # writers that meet on a key wait for each other instead of deadlocking.
             for device in sorted(rows_by_device):
                 rows = rows_by_device[device]
                 rows.sort(key=_TS)  # stable; loggers send in order, so usually one pass

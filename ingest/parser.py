@@ -86,6 +86,8 @@ def _decode(payload: bytes) -> Any:
         ) from exc
     except RecursionError as exc:
         raise PayloadError("payload is not JSON (nested too deeply)") from exc
+    except ValueError as exc:  # an integer of more digits than Python converts
+        raise PayloadError(f"payload is not JSON ({exc})") from exc
 
 
 def _readings(document: Any, topic_device_id: str | None) -> list[Reading]:
@@ -216,7 +218,11 @@ def _number(item: dict[str, Any], name: str, where: str) -> float | None:
         low, high = RANGES[name]
         if low <= value <= high:
             return float(value)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+    ):
         raise PayloadError(f"{where}{name}: {value!r} is not a finite number")
     low, high = RANGES[name]
     if not low <= value <= high:

@@ -99,6 +99,10 @@ class PreparedBatch:
         except PayloadError as exc:
             self.refused.append((index, str(exc)))
             return
+        except Exception as exc:  # a parser defect must cost one message, not the ingest
+            log.exception("the parser failed on a message", extra={"topic": message.topic})
+            self.refused.append((index, f"payload could not be parsed ({type(exc).__name__})"))
+            return
         self.parsed.append(parsed)
         readings = parsed.readings
         self.readings += len(readings)
@@ -312,6 +316,6 @@ def _reason_kind(reason: str) -> str:
         return "topic_mismatch"
     if reason.startswith("topic "):
         return "bad_topic"
-    if "not JSON" in reason or "not UTF-8" in reason or "JSON object" in reason:
+    if any(part in reason for part in ("not JSON", "not UTF-8", "JSON object", "not be parsed")):
         return "malformed"
     return "invalid_field"

@@ -179,8 +179,9 @@ payloads = st.one_of(
         | st.integers()
         | st.floats()
         | st.text(max_size=20)
-        # Timestamps at the calendar's edges: valid RFC 3339, beyond it in UTC.
-        | st.sampled_from(["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-01:00"]),
+        # Timestamps at the calendar's edges: valid RFC 3339, beyond it in UTC; an
+        # integer too big for a float.
+        | st.sampled_from(["0001-01-01T00:00:00+05:00", "9999-12-31T23:59:59-01:00", 10**400]),
         lambda inner: (
             st.lists(inner, max_size=4)
             | st.dictionaries(

@@ -275,3 +275,34 @@ def test_concurrent_writers_store_each_key_once(db_url: str, db: psycopg.Connect
     assert sum(r.duplicates for r in results) == 150
     count = db.execute("SELECT count(*) AS n FROM readings").fetchone()
     assert count == {"n": 450}
+
+
+def test_a_parser_defect_costs_one_message(
+    db: psycopg.Connection[Row], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the parser raises besides PayloadError refuses that message only."""
+    import ingest.service
+    from ingest.parser import parse_payload
+
+    shipment_with_logger(db)
+
+    def flaky(payload: bytes, *, topic_device_id: str | None = None) -> Any:
+        if b"6.6" in payload:
+            raise RuntimeError("parser defect")
+        return parse_payload(payload, topic_device_id=topic_device_id)
+
+    monkeypatch.setattr(ingest.service, "parse_payload", flaky)
+    result = store_batch(
+        db,
+        [
+            message(PREFIX, reading("LOG-001", 0, 4.0)),
+            message(PREFIX, reading("LOG-001", 5, 6.6)),
+            message(PREFIX, reading("LOG-001", 10, 4.2)),
+        ],
+        PREFIX,
+    )
+    assert result.stored == 2 and result.rejected == {"malformed": 1}
+    refused = db.execute("SELECT reason, payload FROM rejected_messages").fetchone()
+    assert refused is not None
+    assert refused["reason"] == "payload could not be parsed (RuntimeError)"
+    assert b"6.6" in bytes(refused["payload"])

@@ -119,6 +119,15 @@ def test_sensor_error_may_have_null_temperature() -> None:
             _payload(device_id="D1", ts="9999-12-31T23:59:59-01:00", temp_c=4),
             "is out of range in UTC",
         ),
+        # Integers too big for a float, and beyond what Python converts from text.
+        (
+            b'{"device_id": "D1", "ts": "2026-01-01T00:00:00Z", "temp_c": 1' + b"0" * 400 + b"}",
+            r"temp_c: 10+ is outside the plausible range",
+        ),
+        (
+            b'{"device_id": "D1", "ts": "2026-01-01T00:00:00Z", "temp_c": 1' + b"0" * 5000 + b"}",
+            "payload is not JSON",
+        ),
     ],
 )
 def test_invalid_payloads_name_the_problem(payload: bytes, reason: str) -> None:
