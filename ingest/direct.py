@@ -47,8 +47,8 @@ def append_rows(
 ) -> None:
     """Append one message's readings as ``readings`` rows with no shipment yet."""
     ahead = received_at + clock_ahead_tolerance
-    for reading in readings:
-        rows.append((*reading, received_at, reading[TS] > ahead, None))
+    # Concatenating a tuple copies the reading's fields in C: cheaper than unpacking them.
+    rows += [reading + (received_at, reading[TS] > ahead, None) for reading in readings]
 
 
 def copy_new_readings(
