@@ -154,12 +154,9 @@ COPY_READINGS: Final = (
 READINGS_TYPES: Final = (*STAGING_TYPES, "bool", "int8")
 
 # One row per device of a batch the direct path stored: its newest reading and newest fix.
+# The columns (not the keys or constraints) of device_latest itself.
 CREATE_LATEST_STAGING: Final = """
-CREATE TEMP TABLE IF NOT EXISTS device_latest_staging (
-    device_id text, ts timestamptz, recv_ts timestamptz, temp_c double precision,
-    status text, battery_pct double precision, lat double precision, lon double precision,
-    position_ts timestamptz, shipment_id bigint
-) ON COMMIT DELETE ROWS
+CREATE TEMP TABLE IF NOT EXISTS device_latest_staging (LIKE device_latest) ON COMMIT DELETE ROWS
 """
 COPY_LATEST_STAGING: Final = (
     "COPY device_latest_staging (device_id, ts, recv_ts, temp_c, status, battery_pct, lat, lon, "
