@@ -49,6 +49,8 @@ class ShipmentQuality:
     budget_across_legs: list[dict[str, Any]]
     earlier_legs: list[dict[str, Any]]
     proposed_verdict: str  # the leg's verdict, or reject when the units' budget is spent
+    # Held time above the top band on every leg of the units: unstudied exposure (rejects).
+    unstudied_min_across_legs: float
 
     def excursions(self) -> list[Row]:
         """Out-of-storage runs: the monitor's recorded ones, plus any only this evaluation saw.
@@ -136,4 +138,5 @@ def load_shipment_quality(conn: psycopg.Connection[Row], shipment_id: int) -> Sh
         budget_across_legs=evidence["budget_across_legs"],
         earlier_legs=evidence["earlier_legs"],
         proposed_verdict=evidence["proposed_verdict"],
+        unstudied_min_across_legs=evidence["unstudied_min_across_legs"],
     )

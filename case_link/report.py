@@ -142,7 +142,8 @@ def _summary(quality: ShipmentQuality) -> list[Flowable]:
          f"window{mkt_limit}"),
         ("Time (min)", f"in range {result.time_in_range_min:.1f}, above "
          f"{result.time_above_range_min:.1f}, below {result.time_below_range_min:.1f}, "
-         f"data gap {result.data_gap_min:.1f}"),
+         f"data gap {result.data_gap_min:.1f}"
+         + (f", unstudied {result.unstudied_min:.1f}" if profile.stability_budget else "")),
         ("Freeze–thaw cycles", result.freeze_thaw_cycles),
         ("Monitor's proposal", f"{quality.proposed_verdict} (this shipment: {result.verdict}; "
          "a proposal: QA signs the disposition)"),
@@ -171,11 +172,24 @@ def _budget(quality: ShipmentQuality) -> list[Flowable]:
     ]  # fmt: skip
     if not rows:
         return [_p("The drug profile defines no stability budget.", _BODY)]
+    top = max(b["up_to_c"] for b in quality.budget_across_legs)
+    unstudied = quality.unstudied_min_across_legs
+    this_leg = quality.evaluation.unstudied_min
+    rows.append(
+        [f"above {top:g} °C: unstudied", "none allowed", f"{this_leg:.1f}",
+         f"{unstudied - this_leg:.1f}", f"{unstudied:.1f}", "—",
+         "REJECTS" if unstudied > 0 else "—"]
+    )  # fmt: skip
     header = ["Band", "Budget (min)", "This shipment (min)", "Earlier legs (min)", "Used (min)",
               "Remaining (min)", "Share used"]  # fmt: skip
     widths = [m * mm for m in (34, 20, 24, 24, 20, 24, 24)]
     legs = ", ".join(leg["shipment_ref"] for leg in quality.earlier_legs)
-    note = f"Earlier legs of these units: {legs}." if legs else "No earlier legs of these units."
+    note = (
+        f"Earlier legs of these units: {legs}." if legs else "No earlier legs of these units."
+    ) + (
+        " Time hotter than a band counts against it too; time above the top band is"
+        " unstudied exposure (no stability data covers it) and rejects the units."
+    )
     return [_table(header, rows, widths), Spacer(1, 2 * mm), _p(note, _BODY)]
 
 

@@ -132,6 +132,15 @@ def _evidence(view: dict[str, Any]) -> Any:
             )
             for b in view["evidence"]["budget_across_legs"]
         ),
+        *(
+            (
+                f"Above {max(b['up_to_c'] for b in bands):g} °C (unstudied)",
+                f"{view['evidence'].get('unstudied_min_across_legs', 0)} min"
+                + (" REJECTS" if view["evidence"].get("unstudied_min_across_legs") else ""),
+            )
+            for bands in [view["evidence"]["budget_across_legs"]]
+            if bands
+        ),
         ("Latest shortened expiry", view["evidence"]["latest_shortened_expiry"] or "—"),
     ]
     source = (

@@ -50,6 +50,7 @@ def shipment_evaluation(conn: psycopg.Connection[Row], shipment: Row) -> dict[st
     unit_expiry = None if units is None else units["earliest_expiry"]
     latest = quality.latest_shortened_expiry(profile, [*earlier, result], unit_expiry)
     across = quality.budget_across_legs(result.budget, [leg.budget for leg in earlier])
+    unstudied = result.unstudied_min + sum(leg.unstudied_min for leg in earlier)
     reduction = profile.expiry_reduction
     return {
         "profile": {
@@ -75,8 +76,9 @@ def shipment_evaluation(conn: psycopg.Connection[Row], shipment: Row) -> dict[st
             for leg, evaluation in zip(legs, earlier, strict=True)
         ],
         "budget_across_legs": across,
+        "unstudied_min_across_legs": round(unstudied, 4),
         "latest_shortened_expiry": None if latest is None else latest.isoformat(),
-        "proposed_verdict": quality.proposed_verdict(result.verdict, across),
+        "proposed_verdict": quality.proposed_verdict(result.verdict, across, unstudied),
     }
 
 

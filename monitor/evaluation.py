@@ -13,7 +13,7 @@ results, with all instants converted to datetimes in one call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -34,12 +34,24 @@ KELVIN = 273.15
 # exactly at the limit cannot turn "accept" into "review".
 _MKT_TOLERANCE_C = 1e-9
 _NS_PER_MIN = 60_000_000_000
+# Instants evaluation computes with: int64 nanoseconds reach 1677-09-21 to 2262-04-11, and
+# rule delays, windows and the ignore period are added to them, so keep decades of headroom.
+EVALUABLE_FROM = datetime(1700, 1, 1, tzinfo=UTC)
+EVALUABLE_UNTIL = datetime(2200, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_US = (EVALUABLE_FROM - _EPOCH) // timedelta(microseconds=1)
+_LAST_US = (EVALUABLE_UNTIL - _EPOCH) // timedelta(microseconds=1)
 _DIRECTIONS: tuple[Direction, Direction] = ("above", "below")
 _IN_TRANSIT = STAGES.index("in_transit")
 
 
 def _utc_ns(column: pd.Series) -> IntArray:
-    """Instants as int64 ns since the epoch; naive or missing times are refused."""
+    """Instants as int64 ns since the epoch; naive, missing or unrepresentable times are refused.
+
+    Times go through microseconds, which hold any calendar date, and are checked against
+    the window evaluation can compute in before they become nanoseconds: a unit
+    conversion that overflows would wrap a far-future reading onto a real instant.
+    """
     if isinstance(column.dtype, pd.DatetimeTZDtype):
         if column.isna().any():
             raise ValueError(f"readings: ts is missing at row {int(np.argmax(column.isna()))}")
@@ -53,7 +65,21 @@ def _utc_ns(column: pd.Series) -> IntArray:
             if value.utcoffset() is None:
                 raise ValueError(f"readings: ts at row {row} ({value}) has no time zone")
         aware = pd.to_datetime(column, utc=True)
-    return np.asarray(aware.dt.tz_convert("UTC").to_numpy(dtype="datetime64[ns]")).view(np.int64)
+    utc = aware.dt.tz_convert("UTC")
+    if utc.dt.unit == "ns":  # already nanoseconds, so within 1677..2262: check the headroom
+        nanos = np.asarray(utc.to_numpy(dtype="datetime64[ns]")).view(np.int64)
+        micros = nanos // 1000
+    else:
+        micros = np.asarray(utc.dt.as_unit("us").to_numpy(dtype="datetime64[us]")).view(np.int64)
+        nanos = micros * 1000  # only used once the bounds below hold
+    outside = (micros < _FIRST_US) | (micros >= _LAST_US)
+    if outside.any():
+        row = int(np.argmax(outside))
+        raise ValueError(
+            f"readings: ts at row {row} ({utc.iloc[row].isoformat()}) cannot be represented; "
+            f"evaluation covers {EVALUABLE_FROM:%Y-%m-%d} to {EVALUABLE_UNTIL:%Y-%m-%d} UTC"
+        )
+    return nanos
 
 
 def _temperatures(column: pd.Series) -> FloatArray:
@@ -292,6 +318,32 @@ def _freeze_thaw_cycles(series: _Series) -> int:
     return int(np.count_nonzero(thawed[1:] != thawed[:-1])) // 2
 
 
+def _stability_budget(
+    profile: DrugProfile, temp: FloatArray, held: IntArray
+) -> tuple[list[BudgetUse], float]:
+    """Each band's use, and the unstudied exposure above the top band (DESIGN.md §6 step 5).
+
+    Heat never reads as safer: time hotter than a band counts against it too, up to the
+    top band's ``up_to_c``; beyond that no stability data covers the product at all.
+    ``held`` is zero for readings that count toward nothing.
+    """
+    if not profile.stability_budget:
+        return [], 0.0
+    top = max(band.up_to_c for band in profile.stability_budget)
+    with np.errstate(invalid="ignore"):  # NaN (sensor error) holds nothing anyway
+        studied = temp <= top
+        budget = [
+            BudgetUse(
+                band.above_c,
+                band.up_to_c,
+                band.budget_min,
+                _minutes(held[(temp > band.above_c) & studied].sum()),
+            )
+            for band in profile.stability_budget
+        ]
+        return budget, _minutes(held[temp > top].sum())
+
+
 def _datetimes(ns: IntArray) -> list[datetime]:
     """Bulk ns → aware UTC datetimes, truncated to the microsecond like datetime itself."""
     return list(pd.to_datetime(ns // 1000, unit="us", utc=True).to_pydatetime())
@@ -308,11 +360,13 @@ def _verdict(
     gap_min: float,
     mkt_window_max: float | None,
     freeze_thaw_cycles: int,
+    unstudied_min: float,
 ) -> Verdict:
     """The proposal of DESIGN.md §6 rule 7, plus the freeze–thaw limit; QA signs."""
     if (
         any(a.severity is Severity.CRITICAL for a in alarms)
         or any(b.exceeded for b in budget)
+        or unstudied_min > 0
         or (profile.freeze_thaw_max is not None and freeze_thaw_cycles > profile.freeze_thaw_max)
     ):
         return "reject"
@@ -338,7 +392,7 @@ def evaluate(profile: DrugProfile, readings: pd.DataFrame) -> Evaluation:
         ]
         return Evaluation(
             0, None, None, None, None, None, None, 0.0, 0.0, 0.0, 0.0, [], [], empty_budget,
-            "review", 0, 0.0,
+            "review", 0, 0.0, 0.0,
         )  # fmt: skip
     temp, held = series.temp, series.held
     value = series.valid & series.counted  # readings whose held time is evaluated
@@ -353,13 +407,7 @@ def evaluate(profile: DrugProfile, readings: pd.DataFrame) -> Evaluation:
     id_rank = np.argsort(np.argsort([rule.id for rule in profile.rules])).astype(np.int64)
     alarms = alarms.take(np.lexsort((id_rank[alarms.code], alarms.end)))
 
-    budget = []
-    for band in profile.stability_budget:
-        with np.errstate(invalid="ignore"):
-            in_band = value & (temp > band.above_c) & (temp <= band.up_to_c)
-        budget.append(
-            BudgetUse(band.above_c, band.up_to_c, band.budget_min, _minutes(held[in_band].sum()))
-        )
+    budget, unstudied_min = _stability_budget(profile, temp, np.where(value, held, 0))
     mkt_c, mkt_window_max = _mkt(series, np.where(value, held / _NS_PER_MIN, 0.0), profile)
     gap_min = _minutes(series.gap.sum())
     cycles = _freeze_thaw_cycles(series)
@@ -391,7 +439,7 @@ def evaluate(profile: DrugProfile, readings: pd.DataFrame) -> Evaluation:
         for code, at, start in zip(alarms.code.tolist(), alarm_at, alarm_start, strict=True)
     ]
 
-    verdict = _verdict(profile, alarm_list, budget, gap_min, mkt_window_max, cycles)
+    verdict = _verdict(profile, alarm_list, budget, gap_min, mkt_window_max, cycles, unstudied_min)
     return Evaluation(
         readings=len(series),
         start=instants[-2],
@@ -410,4 +458,5 @@ def evaluate(profile: DrugProfile, readings: pd.DataFrame) -> Evaluation:
         verdict=verdict,
         freeze_thaw_cycles=cycles,
         ignored_min=_minutes(held[~series.counted].sum()),
+        unstudied_min=unstudied_min,
     )

@@ -65,6 +65,8 @@ class Evaluation:
     verdict: Verdict
     freeze_thaw_cycles: int
     ignored_min: float  # time held by readings in the start-up ignore period
+    # Held time above the top stability-budget band: no stability data covers it (rejects).
+    unstudied_min: float
 
     def to_json(self) -> dict[str, Any]:
         def when(value: datetime | None) -> str | None:
@@ -85,6 +87,7 @@ class Evaluation:
             "time_above_range_min": num(self.time_above_range_min),
             "time_below_range_min": num(self.time_below_range_min),
             "data_gap_min": num(self.data_gap_min),
+            "unstudied_min": num(self.unstudied_min),
             "ignored_min": num(self.ignored_min),
             "freeze_thaw_cycles": self.freeze_thaw_cycles,
             "excursions": [

@@ -129,8 +129,8 @@ class DrugProfile(_Strict):
             if upper.above_c < lower.up_to_c:
                 raise ValueError(
                     f"bands ({lower.above_c:g}, {lower.up_to_c:g}] and "
-                    f"({upper.above_c:g}, {upper.up_to_c:g}] overlap; a temperature may "
-                    "consume only one band"
+                    f"({upper.above_c:g}, {upper.up_to_c:g}] overlap; each band is its own "
+                    "temperature range (hotter time counts against cooler bands by itself)"
                 )
         return bands
 
@@ -147,6 +147,14 @@ class DrugProfile(_Strict):
                 raise ValueError(
                     f"stability_budget.{i}: band ({band.above_c:g}, {band.up_to_c:g}] overlaps "
                     f"the storage range {low:g}..{high:g}; a budget is for time outside it"
+                )
+            if band.above_c < high:
+                # Hotter time counts against every band up to the top one (DESIGN.md §6), so
+                # a band below the range would count in-range time: cold is for rules.
+                raise ValueError(
+                    f"stability_budget.{i}: band ({band.above_c:g}, {band.up_to_c:g}] lies "
+                    f"below the storage range {low:g}..{high:g}; a budget is an allowance for "
+                    "heat above the range (use a below_c rule for cold)"
                 )
         if self.freeze_sensitive:
             if low < 0:

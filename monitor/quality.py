@@ -173,9 +173,13 @@ def budget_across_legs(
     return bands
 
 
-def proposed_verdict(leg_verdict: str, across_legs: Sequence[dict[str, Any]]) -> str:
-    """The leg's verdict, or reject when the units' budget is spent over all their legs."""
-    return "reject" if any(band["exceeded"] for band in across_legs) else leg_verdict
+def proposed_verdict(
+    leg_verdict: str, across_legs: Sequence[dict[str, Any]], unstudied_min: float = 0.0
+) -> str:
+    """The leg's verdict, or reject when the units' budget is spent over all their legs or
+    they were ever held above the top band (unstudied exposure, on any leg)."""
+    spent = any(band["exceeded"] for band in across_legs)
+    return "reject" if spent or unstudied_min > 0 else leg_verdict
 
 
 def check_disposition(

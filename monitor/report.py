@@ -78,12 +78,18 @@ def format_table(profile: DrugProfile, result: Evaluation) -> str:
             f"(since {isoformat_utc(a.start)})"
         )
     if result.budget:
-        lines.append("Stability budget")
+        lines.append("Stability budget (time hotter than a band counts against it too)")
     for b in result.budget:
         lines.append(
             f"  {b.above_c:g}..{b.up_to_c:g} °C  used {b.used_min:.1f} of "
             f"{b.budget_min:g} min, remaining {b.remaining_min:.1f}"
             + ("  EXCEEDED" if b.exceeded else "")
+        )
+    if result.budget:
+        top = max(b.up_to_c for b in result.budget)
+        lines.append(
+            f"  above {top:g} °C (unstudied, no stability data) {result.unstudied_min:.1f} min"
+            + ("  REJECTS" if result.unstudied_min > 0 else "")
         )
     lines += ["", f"Proposed verdict: {result.verdict.upper()} (QA signs the disposition)"]
     return "\n".join(lines)

@@ -143,3 +143,22 @@ def test_budget_counts_the_units_earlier_legs(db: psycopg.Connection[Row]) -> No
     assert (band["this_leg_min"], band["earlier_legs_min"], band["used_min"]) == (60, 30, 90)
     _, text = pdf_text(render_report(quality, NOW))
     assert "Earlier legs of these units: SHP-LEG0." in text
+
+
+def test_unstudied_exposure_on_an_earlier_leg_rejects_and_is_reported(
+    db: psycopg.Connection[Row],
+) -> None:
+    shipment_id = excursion_shipment(db)
+    earlier = shipment_with_logger(
+        db, ref="SHP-HOT0", device_id="LOG-HOT0", assigned_from=T0 - timedelta(days=3)
+    )
+    # The first leg sat 20 min at 31 °C: above adalimumab-pen's only band (8, 25].
+    store_readings(db, earlier, "LOG-HOT0", {0: 31.0, 20: 5.0, 40: 5.0})
+    unit = UnitIdentifier.parse(GTIN, "SN-0001", "LOT42A", "2027-06-30", today=T0.date())
+    add_unit(db, earlier, unit, "test", T0)
+    quality = load_shipment_quality(db, shipment_id)
+    assert quality.evaluation.unstudied_min == 0  # this leg stayed below 25 °C
+    assert quality.unstudied_min_across_legs == pytest.approx(20)
+    assert quality.proposed_verdict == "reject"
+    _, text = pdf_text(render_report(quality, NOW))
+    assert "above 25 °C: unstudied" in text and "REJECTS" in text

@@ -208,11 +208,13 @@ def test_budget_bands_count_held_time_in_each_half_open_band() -> None:
     points: list[Point] = [(0, 5.0), (10, 8.0), (20, 15.0), (30, 15.5), (40, 25.0), (50, 25.5)]
     points.append((60, 5.0))
     result = evaluate(_bare(stability_budget=bands), _series(points))
-    # 8.0 is in range (no band); 15.0 → (8, 15]; 15.5 and 25.0 → (15, 25]; 25.5 → none.
+    # 8.0 is in range (no band); 15.0 → (8, 15] only; 15.5 and 25.0 → (15, 25] and, being
+    # hotter, (8, 15] too; 25.5 is above the top band: unstudied, in no band.
     assert [(b.used_min, b.remaining_min, b.exceeded) for b in result.budget] == [
-        (10, 20, False),
+        (30, 0, False),
         (20, -10, True),
     ]
+    assert result.unstudied_min == pytest.approx(10)
     assert result.time_above_range_min == pytest.approx(40)
     assert result.verdict == "reject"  # a band is exceeded
 

@@ -94,7 +94,10 @@ def test_customs_delay_warms_then_delivers_and_qa_rejects(db: psycopg.Connection
     [warm] = evidence["evaluation"]["excursions"]
     assert warm["direction"] == "above" and warm["peak_c"] > 25.0  # an unconditioned shed
     assert run.delivered == [shipment_id]  # the geofence saw it arrive
-    assert evidence["proposed_verdict"] == "review"
+    # Time above 25 °C, the top of the profile's budget band, is unstudied exposure.
+    assert evidence["evaluation"]["unstudied_min"] > 0
+    assert evidence["unstudied_min_across_legs"] == evidence["evaluation"]["unstudied_min"]
+    assert evidence["proposed_verdict"] == "reject"
     assert {"high-30m", "warm-cumulative"} <= set(_alerts(db, shipment_id))
 
     qa = staff(db)["qa"]

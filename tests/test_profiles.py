@@ -159,6 +159,9 @@ INVALID = [
      r"stability_budget\.0: band is inverted or empty: up_to_c 8\.0 must be above above_c 25"),
     (_with(stability_budget=[{"above_c": 5, "up_to_c": 25, "budget_min": 1}]),
      r"stability_budget\.0: band \(5, 25\] overlaps the storage range 2\.\.8"),
+    (_with(stability_budget=[{"above_c": -10, "up_to_c": 0, "budget_min": 60}]),
+     r"stability_budget\.0: band \(-10, 0\] lies below the storage range 2\.\.8; a budget "
+     r"is an allowance for heat"),
     (_with(stability_budget=[{"above_c": 8, "up_to_c": 25, "budget_min": -1}]),
      r"stability_budget\.0\.budget_min: Input should be greater than or equal to 0"),
     (_with(colour="blue"), r"colour: unknown field"),
@@ -225,3 +228,29 @@ def test_load_profile_by_path_and_unknown_ids(tmp_path: Path) -> None:
         load_profile(str(tmp_path / "missing.yaml"))
     with pytest.raises(ProfileError, match="no profile 'nope'; shipped profiles: .*adalimumab-pen"):
         load_profile("nope")
+
+
+def test_every_catalog_budget_says_how_heat_beyond_its_top_band_is_handled() -> None:
+    """Issue 13: each profile with a budget names the rule for heat beyond its top band, or
+    says it relies on unstudied exposure, in a comment right above its budget."""
+    for profile_id, profile in catalog().items():
+        if not profile.stability_budget:
+            continue
+        text = (resources.files("monitor.catalog") / f"{profile_id}.yaml").read_text("utf-8")
+        top = max(band.up_to_c for band in profile.stability_budget)
+        head, _, _ = text.partition("\nstability_budget:")
+        comment = " ".join(
+            line.removeprefix("#").strip()
+            for line in head.splitlines()[-4:]
+            if line.startswith("#")
+        )
+        assert comment.startswith(f"Heat beyond the top band ({top:g} °C):"), profile_id
+        beyond = [
+            rule.id
+            for rule in profile.rules
+            if rule.direction == "above" and rule.threshold_c >= top
+        ]
+        if beyond:
+            assert all(f"rule {rule_id} (" in comment for rule_id in beyond), profile_id
+        else:
+            assert "relies on unstudied exposure" in comment, profile_id
