@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Late data that changes a shipment QA has already signed for (docs/profiles.md).
 POST_RELEASE_RULE = "post-release-excursion"
+# Stored readings that evaluation refuses: the shipment has no verdict until QA looks.
+UNEVALUABLE_RULE = "evidence-unevaluable"
 MAX_CORRIDOR_KM = 1000.0  # as the shipments.route_corridor_km check allows
 QA_RECIPIENT = "qa"  # outbox recipient of post-release alerts: a quality decision, not logistics
 
@@ -112,8 +114,40 @@ def evaluate_due(
     outcomes = []
     with conn.transaction():
         for shipment in conn.execute(queries.CLAIM_DUE_SHIPMENTS, {"limit": limit}).fetchall():
-            outcomes.append(_evaluate_shipment(conn, shipment, clock.now(), dashboard_url))
+            try:
+                with conn.transaction():  # a savepoint: one shipment's bad data stops only it
+                    outcomes.append(_evaluate_shipment(conn, shipment, clock.now(), dashboard_url))
+            except ValueError as exc:
+                _raise_unevaluable(conn, shipment, str(exc), clock.now(), dashboard_url)
     return outcomes
+
+
+def _raise_unevaluable(
+    conn: psycopg.Connection[Row], shipment: Row, why: str, now: datetime, dashboard_url: str
+) -> None:
+    """Stored readings evaluation refuses (e.g. a device time it cannot represent, stored
+    before ingest refused such times): page QA and stop retrying until new readings arrive.
+
+    Nothing is skipped silently: the readings stay stored, the alert names the problem, and
+    the shipment is evaluated again when its next reading arrives.
+    """
+    raise_alert(
+        conn,
+        shipment_id=shipment["shipment_id"],
+        rule_id=UNEVALUABLE_RULE,
+        severity=Severity.HIGH,
+        summary=f"the stored readings cannot be evaluated: {why}",
+        message=(
+            f"[HIGH] Shipment {shipment['shipment_ref']}: its readings cannot be evaluated; "
+            f"the monitor's verdict is unavailable until QA corrects the data. "
+            f"{dashboard_url}/shipments/{shipment['shipment_id']}"
+        ),
+        condition_at=now,
+        now=now,
+        recipient=QA_RECIPIENT,
+    )
+    conn.execute(queries.MARK_EVALUATED, (now, None, shipment["shipment_id"]))
+    log.error("shipment not evaluable", extra={"shipment": shipment["shipment_ref"], "why": why})
 
 
 def _evaluate_shipment(

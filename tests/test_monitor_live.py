@@ -408,3 +408,35 @@ def test_a_shipment_locked_by_another_monitor_is_skipped(
         assert [r["shipment_id"] for r in claimed] == [shipment_id]
         assert sweep_live(db, clock, URL).raised == []
     assert sweep_live(db, clock, URL).raised == [(shipment_id, "logger-offline")]
+
+
+def test_readings_evaluation_refuses_page_qa_and_stop_only_their_shipment(
+    db: psycopg.Connection[Row],
+) -> None:
+    """A device time stored before ingest refused it (far beyond what evaluation can
+    represent) must not stall the monitor for every shipment claimed with it."""
+    bad = shipment_with_logger(db)
+    good = shipment_with_logger(db, ref="SHP-002", device_id="LOG-002")
+    _store(db, [(0, 5.0), (10, 12.0)], received_at=_at(10))
+    db.execute(
+        "INSERT INTO readings (device_id, ts, recv_ts, temp_c, shipment_id) "
+        "VALUES ('LOG-001', '9999-12-31T23:59:59Z', %s, 4.0, %s)",
+        (_at(10), bad),
+    )
+    db.execute(
+        "INSERT INTO readings (device_id, ts, recv_ts, temp_c, shipment_id) "
+        "VALUES ('LOG-002', %s, %s, 5.0, %s)",
+        (_at(0), _at(0), good),
+    )
+    db.execute("UPDATE shipments SET evaluate_from = %s", (_at(0),))
+    outcomes = evaluate_due(db, FixedClock(_at(60)), URL)
+    assert [o.shipment_id for o in outcomes] == [good]
+    [alert] = db.execute(
+        "SELECT rule_id, severity, summary FROM alerts WHERE shipment_id = %s", (bad,)
+    ).fetchall()
+    assert alert["rule_id"] == "evidence-unevaluable" and alert["severity"] == "high"
+    assert "cannot be represented" in alert["summary"]
+    # Not claimed again until a new reading arrives; the bad row is still stored.
+    assert evaluate_due(db, FixedClock(_at(61)), URL) == []
+    stored = db.execute("SELECT count(*) AS n FROM readings WHERE shipment_id = %s", (bad,))
+    assert stored.fetchone() == {"n": 3}
